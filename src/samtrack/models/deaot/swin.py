@@ -1,0 +1,424 @@
+"""Swin Transformer-B image encoder of SwinB-DeAOT-L and SwinB-AOT-L.
+
+Re-implements the backbone the official AOT code builds for ``MODEL_ENCODER = 'swin_base'``
+(yoxu515/aot-benchmark, ``networks/encoders/swin``) so that the released checkpoints load
+unchanged and give the same features:
+
+- patch embedding: 4x4 conv with stride 4 (input padded right/bottom to a multiple of 4),
+  then LayerNorm;
+- embed dim 128, depths (2, 2, 18, 2), heads (4, 8, 16, 32), window 7, MLP ratio 4, no
+  absolute position embedding;
+- only the first three stages are built (the fourth is dropped), patch merging after stages
+  0 and 1, a LayerNorm on each output (``norm0``, ``norm1``, ``norm2``);
+- ``forward`` returns ``[s4, s8, s16, s16]`` (the stride-16 map twice, as the official code
+  appends its last output again so that the list has the length the decoder expects);
+- feature maps whose sides are not multiples of the window are zero-padded right/bottom
+  after ``norm1`` of every block, attention runs over the padded windows (padded tokens are
+  not masked, as in the official code) and the result is cropped;
+- shifted windows (every odd block) roll by 3 and add the official -100 mask between tokens
+  from different regions;
+- stochastic depth (rate 0.3 over all 24 blocks, the dropped stage included) only acts in
+  training mode; ``frozen_stages=2`` (the official ``TRAIN_ENCODER_FREEZE_AT``) freezes the
+  patch embedding and stage 0 but not stage 0's patch merging, and removes stage 0's drop path.
+
+Window attention uses :func:`torch.nn.functional.scaled_dot_product_attention` with the
+relative position bias (plus the shift mask) as an additive float mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "SwinB",
+    "relative_position_index",
+    "shifted_window_mask",
+    "window_partition",
+    "window_reverse",
+]
+
+# Value the official code adds between tokens of different regions in a shifted window.
+SHIFT_MASK_VALUE = -100.0
+
+
+def relative_position_index(window_size: int) -> Tensor:
+    """Index into the relative position bias table for every token pair of a window.
+
+    Tokens are numbered row-major inside a ``window_size`` x ``window_size`` window; the entry
+    for (query i, key j) is ``(dy + ws - 1) * (2 * ws - 1) + (dx + ws - 1)`` with
+    ``dy = y_i - y_j`` and ``dx = x_i - x_j``.
+
+    Returns:
+        int64 tensor of shape ``(ws * ws, ws * ws)``.
+    """
+    ws = window_size
+    ys, xs = torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing="ij")
+    ys, xs = ys.flatten(), xs.flatten()
+    dy = ys[:, None] - ys[None, :] + (ws - 1)
+    dx = xs[:, None] - xs[None, :] + (ws - 1)
+    return (dy * (2 * ws - 1) + dx).to(torch.int64)
+
+
+def window_partition(x: Tensor, window_size: int) -> Tensor:
+    """Split ``(B, H, W, C)`` into windows ``(B * nW, ws * ws, C)``, batch-major, row-major windows.
+
+    ``H`` and ``W`` must be multiples of ``window_size``.
+    """
+    b, h, w, c = x.shape
+    ws = window_size
+    x = x.view(b, h // ws, ws, w // ws, ws, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(b * (h // ws) * (w // ws), ws * ws, c)
+
+
+def window_reverse(windows: Tensor, window_size: int, height: int, width: int) -> Tensor:
+    """Inverse of :func:`window_partition`: ``(B * nW, ws * ws, C)`` back to ``(B, H, W, C)``."""
+    ws = window_size
+    nh, nw = height // ws, width // ws
+    c = windows.shape[-1]
+    b = windows.shape[0] // (nh * nw)
+    x = windows.view(b, nh, nw, ws, ws, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, height, width, c)
+
+
+def shifted_window_mask(
+    height: int,
+    width: int,
+    window_size: int,
+    shift_size: int,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Additive attention mask of the shifted windows on a padded ``height`` x ``width`` map.
+
+    After the cyclic shift by ``-shift_size`` the padded map is cut into three bands per axis:
+    ``[0, H - ws)``, ``[H - ws, H - shift)`` and ``[H - shift, H)`` (same for the width); two
+    tokens of one window may attend to each other only if they lie in the same band pair.
+    ``height`` and ``width`` must be multiples of ``window_size``.
+
+    Returns:
+        ``(nW, ws * ws, ws * ws)`` tensor, 0 where allowed and -100 elsewhere (the official value).
+    """
+
+    def bands(n: int) -> Tensor:
+        idx = torch.arange(n, device=device)
+        # Band 0 below n - ws, band 1 up to n - shift, band 2 after.
+        return (idx >= n - window_size).long() + (idx >= n - shift_size).long()
+
+    region = bands(height)[:, None] * 3 + bands(width)[None, :]
+    windows = window_partition(region[None, :, :, None], window_size).squeeze(-1)  # nW, N
+    differs = windows[:, None, :] != windows[:, :, None]
+    mask = torch.zeros(differs.shape, device=device, dtype=dtype)
+    return mask.masked_fill_(differs, SHIFT_MASK_VALUE)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample (batch dimension 0); identity in eval mode or at rate 0."""
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        self.drop_prob = float(drop_prob)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Zero whole samples with probability ``drop_prob`` and rescale the others (training only)."""
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        noise = torch.rand(shape, dtype=x.dtype, device=x.device).add_(keep).floor_()
+        return x.div(keep) * noise
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob:.4f}"
+
+
+class Mlp(nn.Module):
+    """Two linear layers with exact GELU in between (keys ``fc1``, ``fc2``)."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(..., dim) -> (..., dim)``."""
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self attention inside windows with a learned relative position bias.
+
+    State: ``relative_position_bias_table`` ``((2ws-1)^2, heads)`` parameter,
+    ``relative_position_index`` ``(ws^2, ws^2)`` int64 buffer, ``qkv`` and ``proj`` linears.
+    """
+
+    relative_position_index: Tensor
+
+    def __init__(self, dim: int, window_size: int, num_heads: int) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.dim = dim
+        self.window_size = window_size
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * window_size - 1) ** 2, num_heads)
+        )
+        self.register_buffer("relative_position_index", relative_position_index(window_size))
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02, a=-0.04, b=0.04)
+
+    def relative_position_bias(self) -> Tensor:
+        """The bias added to the attention logits, ``(heads, ws^2, ws^2)``."""
+        n = self.window_size * self.window_size
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        return bias.view(n, n, self.num_heads).permute(2, 0, 1)
+
+    def attention_mask(self, shift_mask: Tensor | None, batch: int, dtype: torch.dtype) -> Tensor:
+        """Additive float mask for SDPA: bias ``(1, h, N, N)`` or bias + shift ``(B*nW, h, N, N)``."""
+        bias = self.relative_position_bias().to(dtype)
+        if shift_mask is None:
+            return bias.unsqueeze(0)
+        combined = bias.unsqueeze(0) + shift_mask.to(dtype).unsqueeze(1)  # nW, h, N, N
+        if batch == 1:
+            return combined
+        return combined.unsqueeze(0).expand(batch, *combined.shape).flatten(0, 1)
+
+    def forward(self, x: Tensor, shift_mask: Tensor | None = None, batch: int = 1) -> Tensor:
+        """Attend within each window.
+
+        Args:
+            x: ``(batch * nW, N, C)`` tokens of the windows, batch-major.
+            shift_mask: ``(nW, N, N)`` additive mask of shifted windows, or None.
+            batch: number of images the windows come from.
+
+        Returns:
+            ``(batch * nW, N, C)``.
+        """
+        bw, n, c = x.shape
+        qkv = self.qkv(x).view(bw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        mask = self.attention_mask(shift_mask, batch, q.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
+        return self.proj(out.transpose(1, 2).reshape(bw, n, c))
+
+
+class SwinTransformerBlock(nn.Module):
+    """Pre-norm (shifted-)window attention block followed by a pre-norm MLP, both residual."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: int = 7,
+        shift_size: int = 0,
+        mlp_ratio: float = 4.0,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if not 0 <= shift_size < window_size:
+            raise ValueError("shift_size must be in [0, window_size)")
+        self.window_size = window_size
+        self.shift_size = shift_size
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, window_size, num_heads)
+        self.drop_path: nn.Module = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: Tensor, shift_mask: Tensor | None) -> Tensor:
+        """``(B, H, W, C) -> (B, H, W, C)``; ``shift_mask`` is used only by shifted blocks."""
+        b, h, w, c = x.shape
+        ws = self.window_size
+        y = self.norm1(x)
+        pad_b = (ws - h % ws) % ws
+        pad_r = (ws - w % ws) % ws
+        if pad_b or pad_r:
+            y = F.pad(y, (0, 0, 0, pad_r, 0, pad_b))
+        hp, wp = h + pad_b, w + pad_r
+        if self.shift_size:
+            y = torch.roll(y, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2))
+        else:
+            shift_mask = None
+        y = self.attn(window_partition(y, ws), shift_mask, b)
+        y = window_reverse(y, ws, hp, wp)
+        if self.shift_size:
+            y = torch.roll(y, shifts=(self.shift_size, self.shift_size), dims=(1, 2))
+        if pad_b or pad_r:
+            y = y[:, :h, :w, :]
+        x = x + self.drop_path(y)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class PatchMerging(nn.Module):
+    """Halve the resolution: concatenate 2x2 neighbours (odd sides zero-padded), LayerNorm, project."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+        self.norm = nn.LayerNorm(4 * dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, H, W, C) -> (B, ceil(H/2), ceil(W/2), 2C)``."""
+        h, w = x.shape[1], x.shape[2]
+        if h % 2 or w % 2:
+            x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+        # Channel order of the official code: (even row, even col), (odd, even), (even, odd), (odd, odd).
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
+        return self.reduction(self.norm(x))
+
+
+class BasicLayer(nn.Module):
+    """One stage: ``depth`` blocks alternating plain and shifted windows, then optional merging."""
+
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        window_size: int,
+        mlp_ratio: float,
+        drop_path: Sequence[float],
+        downsample: bool,
+    ) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.shift_size = window_size // 2
+        self.blocks = nn.ModuleList(
+            SwinTransformerBlock(
+                dim,
+                num_heads,
+                window_size,
+                shift_size=0 if i % 2 == 0 else window_size // 2,
+                mlp_ratio=mlp_ratio,
+                drop_path=drop_path[i],
+            )
+            for i in range(depth)
+        )
+        self.downsample = PatchMerging(dim) if downsample else None
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(B, H, W, C)`` -> (stage output ``(B, H, W, C)``, input of the next stage)."""
+        h, w = x.shape[1], x.shape[2]
+        ws = self.window_size
+        shift_mask = None
+        if any(blk.shift_size for blk in self.blocks):
+            hp, wp = -(-h // ws) * ws, -(-w // ws) * ws
+            shift_mask = shifted_window_mask(hp, wp, ws, self.shift_size, device=x.device)
+        for blk in self.blocks:
+            x = blk(x, shift_mask)
+        down = self.downsample(x) if self.downsample is not None else x
+        return x, down
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping ``patch_size`` conv embedding (input padded to a multiple) plus LayerNorm."""
+
+    def __init__(self, patch_size: int = 4, in_chans: int = 3, embed_dim: int = 128) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, 3, H, W) -> (B, ceil(H/p), ceil(W/p), C)`` channels-last tokens."""
+        p = self.patch_size
+        h, w = x.shape[-2:]
+        if h % p or w % p:
+            x = F.pad(x, (0, (p - w % p) % p, 0, (p - h % p) % p))
+        x = self.proj(x).permute(0, 2, 3, 1)
+        return self.norm(x)
+
+
+class SwinB(nn.Module):
+    """Swin-B backbone as the official AOT/DeAOT code builds it for ``swin_base``.
+
+    The defaults are the official configuration; smaller values only serve tests. ``depths`` and
+    ``num_heads`` list all four Swin stages, but, as in the official code, only the first
+    ``len(depths) - 1`` are built (the stochastic depth schedule still spans all four).
+
+    ``state_dict()`` keys, shapes and dtypes equal the ``encoder.*`` entries of the official
+    SwinB-DeAOT-L / SwinB-AOT-L models (324 entries, including the int64
+    ``relative_position_index`` buffers).
+
+    Input ``(B, 3, H, W)`` float; output ``[f4, f8, f16, f16]`` with channels 128, 256, 512, 512
+    at strides 4, 8, 16, 16 (sides ``ceil``-divided). For a 1x3x480x848 input:
+    ``[1x128x120x212, 1x256x60x106, 1x512x30x53, 1x512x30x53]``; the last two entries are the
+    same tensor.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int = 128,
+        depths: Sequence[int] = (2, 2, 18, 2),
+        num_heads: Sequence[int] = (4, 8, 16, 32),
+        window_size: int = 7,
+        mlp_ratio: float = 4.0,
+        drop_path_rate: float = 0.3,
+        patch_size: int = 4,
+        in_chans: int = 3,
+        out_indices: Sequence[int] = (0, 1, 2),
+        frozen_stages: int = 2,
+    ) -> None:
+        super().__init__()
+        if len(depths) != len(num_heads) or len(depths) < 2:
+            raise ValueError("depths and num_heads must list the same number (>= 2) of stages")
+        self.num_layers = len(depths) - 1  # the official code drops the last stage
+        self.out_indices = tuple(out_indices)
+        self.frozen_stages = frozen_stages
+        self.num_features = [embed_dim * 2**i for i in range(self.num_layers)]
+        self.patch_embed = PatchEmbed(patch_size, in_chans, embed_dim)
+
+        total = sum(depths)
+        dpr = [drop_path_rate * i / (total - 1) for i in range(total)] if total > 1 else [0.0]
+        self.layers = nn.ModuleList()
+        for i in range(self.num_layers):
+            start = sum(depths[:i])
+            rates = dpr[start : start + depths[i]]
+            if frozen_stages >= 2 and i < frozen_stages - 1:
+                rates = [0.0] * depths[i]  # the official freezing replaces these drop paths
+            self.layers.append(
+                BasicLayer(
+                    dim=self.num_features[i],
+                    depth=depths[i],
+                    num_heads=num_heads[i],
+                    window_size=window_size,
+                    mlp_ratio=mlp_ratio,
+                    drop_path=rates,
+                    downsample=i < self.num_layers - 1,
+                )
+            )
+        for i in self.out_indices:
+            self.add_module(f"norm{i}", nn.LayerNorm(self.num_features[i]))
+        self._freeze_stages()
+
+    def _freeze_stages(self) -> None:
+        """Set ``requires_grad`` the way the official ``_freeze_stages`` leaves it."""
+        if self.frozen_stages >= 0:
+            self.patch_embed.requires_grad_(False)
+        if self.frozen_stages >= 2:
+            last = None
+            for i in range(self.frozen_stages - 1):
+                last = self.layers[i]
+                last.requires_grad_(False)
+            # The official loop leaves the patch merging of the last frozen stage trainable.
+            if last is not None and last.downsample is not None:
+                last.downsample.requires_grad_(True)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """Encode ``(B, 3, H, W)`` images into ``[f4, f8, f16, f16]`` NCHW feature maps."""
+        x = self.patch_embed(x)
+        outs: list[Tensor] = []
+        for i, layer in enumerate(self.layers):
+            out, x = layer(x)
+            if i in self.out_indices:
+                out = getattr(self, f"norm{i}")(out)
+                outs.append(out.permute(0, 3, 1, 2).contiguous())
+        outs.append(outs[-1])
+        return outs
