@@ -149,6 +149,58 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+class WindowGeometry:
+    """Token index maps of one stage's (shifted) windows, computed once per stage and forward.
+
+    Tokens of a stage live as a flat ``(B * H * W, C)`` array (row-major per image). For the
+    window layout ``(B * nW, ws * ws, ...)`` of the official code (map zero-padded right/bottom
+    to multiples of ``ws``, rolled by ``-shift`` for shifted blocks, then cut into row-major
+    windows), ``gather[s]`` gives, for every window slot, the flat token it reads, or
+    ``B * H * W`` (one extra row appended by the caller) for a padded position; ``scatter[s]``
+    gives, for every real token, its slot in the window layout. One gather replaces the
+    official pad + roll + partition copies and one gather the reverse + roll + crop copies.
+    """
+
+    def __init__(
+        self, batch: int, height: int, width: int, window_size: int, shift_size: int, device: torch.device
+    ) -> None:
+        ws = window_size
+        self.batch, self.height, self.width = batch, height, width
+        self.padded_height = -(-height // ws) * ws
+        self.padded_width = -(-width // ws) * ws
+        self.num_windows = (self.padded_height // ws) * (self.padded_width // ws)
+        self.gather: dict[int, Tensor] = {}
+        self.scatter: dict[int, Tensor] = {}
+        for shift in {0, shift_size}:
+            self.gather[shift], self.scatter[shift] = self._indices(ws, shift, device)
+        self.shift_mask = (
+            shifted_window_mask(self.padded_height, self.padded_width, ws, shift_size, device=device)
+            if shift_size
+            else None
+        )
+
+    def _indices(self, ws: int, shift: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        h, w, hp, wp = self.height, self.width, self.padded_height, self.padded_width
+        tokens = h * w
+        # Window layout position (r, c) of the rolled padded map reads padded position
+        # ((r + shift) % hp, (c + shift) % wp).
+        rows = (torch.arange(hp, device=device) + shift) % hp
+        cols = (torch.arange(wp, device=device) + shift) % wp
+        src = rows[:, None] * w + cols[None, :]
+        src = src.masked_fill((rows[:, None] >= h) | (cols[None, :] >= w), -1)
+        slots = window_partition(src[None, :, :, None], ws).reshape(-1)  # nW * N
+        # Real token (y, x) sits at rolled position ((y - shift) % hp, (x - shift) % wp).
+        r = (torch.arange(h, device=device) - shift) % hp
+        c = (torch.arange(w, device=device) - shift) % wp
+        win = (r[:, None] // ws) * (wp // ws) + (c[None, :] // ws)
+        slot_of_token = (win * (ws * ws) + (r[:, None] % ws) * ws + (c[None, :] % ws)).reshape(-1)
+        per_image = slots.numel()
+        offsets = torch.arange(self.batch, device=device)[:, None]
+        gather = torch.where(slots >= 0, slots + offsets * tokens, self.batch * tokens)
+        scatter = slot_of_token + offsets * per_image
+        return gather.reshape(-1), scatter.reshape(-1)
+
+
 class WindowAttention(nn.Module):
     """Multi-head self attention inside windows with a learned relative position bias.
 
@@ -166,9 +218,7 @@ class WindowAttention(nn.Module):
         self.window_size = window_size
         self.num_heads = num_heads
         self.scale = (dim // num_heads) ** -0.5
-        self.relative_position_bias_table = nn.Parameter(
-            torch.zeros((2 * window_size - 1) ** 2, num_heads)
-        )
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         self.register_buffer("relative_position_index", relative_position_index(window_size))
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
@@ -190,23 +240,27 @@ class WindowAttention(nn.Module):
             return combined
         return combined.unsqueeze(0).expand(batch, *combined.shape).flatten(0, 1)
 
-    def forward(self, x: Tensor, shift_mask: Tensor | None = None, batch: int = 1) -> Tensor:
-        """Attend within each window.
+    def attend(self, qkv: Tensor, shift_mask: Tensor | None = None, batch: int = 1) -> Tensor:
+        """Attention of projected windows, before the output projection.
 
         Args:
-            x: ``(batch * nW, N, C)`` tokens of the windows, batch-major.
+            qkv: ``(batch * nW, N, 3C)`` output of ``self.qkv`` on window tokens, batch-major.
             shift_mask: ``(nW, N, N)`` additive mask of shifted windows, or None.
             batch: number of images the windows come from.
 
         Returns:
             ``(batch * nW, N, C)``.
         """
-        bw, n, c = x.shape
-        qkv = self.qkv(x).view(bw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
+        bw, n, c3 = qkv.shape
+        c = c3 // 3
+        q, k, v = qkv.view(bw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
         mask = self.attention_mask(shift_mask, batch, q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale)
-        return self.proj(out.transpose(1, 2).reshape(bw, n, c))
+        return out.transpose(1, 2).reshape(bw, n, c)
+
+    def forward(self, x: Tensor, shift_mask: Tensor | None = None, batch: int = 1) -> Tensor:
+        """Attend within each window: ``(batch * nW, N, C) -> (batch * nW, N, C)``."""
+        return self.proj(self.attend(self.qkv(x), shift_mask, batch))
 
 
 class SwinTransformerBlock(nn.Module):
@@ -232,26 +286,21 @@ class SwinTransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: Tensor, shift_mask: Tensor | None) -> Tensor:
-        """``(B, H, W, C) -> (B, H, W, C)``; ``shift_mask`` is used only by shifted blocks."""
-        b, h, w, c = x.shape
+    def forward(self, x: Tensor, geometry: WindowGeometry) -> Tensor:
+        """``(B * H * W, C) -> (B * H * W, C)`` flat tokens of the stage described by ``geometry``."""
+        attn = self.attn
         ws = self.window_size
-        y = self.norm1(x)
-        pad_b = (ws - h % ws) % ws
-        pad_r = (ws - w % ws) % ws
-        if pad_b or pad_r:
-            y = F.pad(y, (0, 0, 0, pad_r, 0, pad_b))
-        hp, wp = h + pad_b, w + pad_r
-        if self.shift_size:
-            y = torch.roll(y, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2))
-        else:
-            shift_mask = None
-        y = self.attn(window_partition(y, ws), shift_mask, b)
-        y = window_reverse(y, ws, hp, wp)
-        if self.shift_size:
-            y = torch.roll(y, shifts=(self.shift_size, self.shift_size), dims=(1, 2))
-        if pad_b or pad_r:
-            y = y[:, :h, :w, :]
+        # qkv is a per-token linear map, so it runs on the real tokens only; a zero-padded
+        # token of the official code projects to exactly the qkv bias, appended as one row.
+        qkv = attn.qkv(self.norm1(x))
+        pad_row = attn.qkv.bias if attn.qkv.bias is not None else qkv.new_zeros(qkv.shape[-1])
+        qkv = torch.cat([qkv, pad_row.to(qkv.dtype).unsqueeze(0)])
+        windows = qkv.index_select(0, geometry.gather[self.shift_size])
+        windows = windows.view(geometry.batch * geometry.num_windows, ws * ws, -1)
+        shift_mask = geometry.shift_mask if self.shift_size else None
+        y = attn.attend(windows, shift_mask, geometry.batch)
+        # Back to real tokens only (padded outputs are cropped by the official code), then proj.
+        y = attn.proj(y.view(-1, y.shape[-1]).index_select(0, geometry.scatter[self.shift_size]))
         x = x + self.drop_path(y)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
@@ -303,16 +352,17 @@ class BasicLayer(nn.Module):
         )
         self.downsample = PatchMerging(dim) if downsample else None
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(B, H, W, C)`` -> (stage output ``(B, H, W, C)``, input of the next stage)."""
-        h, w = x.shape[1], x.shape[2]
-        ws = self.window_size
-        shift_mask = None
-        if any(blk.shift_size for blk in self.blocks):
-            hp, wp = -(-h // ws) * ws, -(-w // ws) * ws
-            shift_mask = shifted_window_mask(hp, wp, ws, self.shift_size, device=x.device)
+    def forward(self, x: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
+        """Run the stage on flat tokens ``(B * H * W, C)`` of ``height`` x ``width`` maps.
+
+        Returns:
+            (stage output ``(B, H, W, C)``, input of the next stage ``(B, H', W', C')``).
+        """
+        batch = x.shape[0] // (height * width)
+        geometry = WindowGeometry(batch, height, width, self.window_size, self.shift_size, x.device)
         for blk in self.blocks:
-            x = blk(x, shift_mask)
+            x = blk(x, geometry)
+        x = x.view(batch, height, width, -1)
         down = self.downsample(x) if self.downsample is not None else x
         return x, down
 
@@ -416,7 +466,8 @@ class SwinB(nn.Module):
         x = self.patch_embed(x)
         outs: list[Tensor] = []
         for i, layer in enumerate(self.layers):
-            out, x = layer(x)
+            b, h, w, c = x.shape
+            out, x = layer(x.reshape(b * h * w, c), h, w)
             if i in self.out_indices:
                 out = getattr(self, f"norm{i}")(out)
                 outs.append(out.permute(0, 3, 1, 2).contiguous())
