@@ -15,7 +15,7 @@ from samtrack import __version__
 from samtrack.errors import SamtrackError
 
 # Order here is the order in `samtrack --help`.
-COMMANDS = ["models", "download", "render"]
+COMMANDS = ["models", "download", "render", "sounds"]
 
 
 def build_parser() -> argparse.ArgumentParser:
