@@ -34,6 +34,7 @@ import numpy as np
 
 from samtrack.errors import InputError
 from samtrack.io.atomic import atomic_path
+from samtrack.io.outputs import RunWriter
 from samtrack.io.sources import FrameSource, open_source
 from samtrack.tracking.discovery import find_new_objects
 from samtrack.tracking.settings import Settings
@@ -94,7 +95,8 @@ class Session:
             raise InputError(f"{self.out_dir} already holds a run; pass resume=True (--resume) to continue it, "
                              "or choose another output directory")
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.store = MaskStore(self.out_dir / "masks", self.source.names)
+        self.run = RunWriter(self.out_dir, self.source)
+        self.store = MaskStore(self.run)
         if resume and state_file.exists():
             self._load_state(state_file)
 
@@ -501,6 +503,8 @@ class Session:
         tl = self._timeline
         if tl is None:
             return False
+        if tl["cursor"] >= len(self.source) - 1 and self.store.has(tl["cursor"]):
+            return True  # the pass had finished
         if tl["mode"] == "auto":
             self.run_auto(progress=progress, cancel=cancel)
             return True
@@ -586,6 +590,25 @@ class Session:
         self.objects = objects
         self._next_id = int(state.get("next_id", max(objects, default=0) + 1))
         self._timeline = state.get("timeline")
+
+    def finalize(self, *, video: bool = True, gif: bool = True, timings: dict | None = None,
+                 progress: bool = True) -> dict[str, Path]:
+        """Write the overlay video/GIF, masks.zip, masks_rle.json, objects.json and run.json.
+
+        Frames that hold no mask yet (before the first prompt, after `end`) get an empty one.
+        """
+        empty = np.zeros((self.source.height, self.source.width), dtype=np.uint8)
+        for i in range(len(self.source)):
+            if not self.store.has(i):
+                self.store.put(i, empty)
+        self._checkpoint()
+        s = self.settings
+        objects = {k: {"label": o.label, "prompt": o.prompt, "added_on_frame": o.frame}
+                   for k, o in self.objects.items()}
+        models = {"segmenter": s.segmenter, "tracker": s.tracker, "tracker_checkpoint": s.tracker_checkpoint,
+                  "device": s.device}
+        return self.run.finalize(objects, s.to_dict(), models, {**self.timings, **(timings or {})},
+                                 video=video, gif=gif, progress=progress)
 
     def close(self) -> None:
         self._checkpoint()

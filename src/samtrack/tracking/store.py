@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from samtrack.errors import SamtrackError
-from samtrack.io.masks import load_id_mask, save_id_mask
+from samtrack.io.outputs import RunWriter
 
 
 class MaskStore:
-    """The id mask of every frame of a run: `<dir>/<name>.png`, one file per frame.
+    """The id mask of every frame of a run (`RunWriter`'s masks/<name>.png), readable while written.
 
     `put` hands the PNG encoding to a background thread, so tracking never waits on compression or
     the disk; until written, the mask is served from memory (at most `max_pending` frames are held,
@@ -22,10 +22,9 @@ class MaskStore:
     files from elsewhere and `close` at the end.
     """
 
-    def __init__(self, directory: Path, names: list[str], max_pending: int = 16) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.names = names
+    def __init__(self, run: RunWriter, max_pending: int = 16) -> None:
+        self.run = run
+        self.directory = run.masks_dir
         self._pending: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
         self._queue: queue.Queue[int | None] = queue.Queue(maxsize=max_pending)
@@ -34,7 +33,7 @@ class MaskStore:
         self._thread.start()
 
     def path(self, index: int) -> Path:
-        return self.directory / f"{self.names[index]}.png"
+        return self.run.mask_path(index)
 
     def put(self, index: int, ids: np.ndarray) -> None:
         """Store frame `index`'s mask (uint8 H×W); the file appears shortly after."""
@@ -50,14 +49,14 @@ class MaskStore:
             ids = self._pending.get(index)
         if ids is not None:
             return ids
-        path = self.path(index)
-        return load_id_mask(path) if path.is_file() else None
+        return self.run.read_mask(index) if self.path(index).is_file() else None
 
     def has(self, index: int) -> bool:
+        """Whether frame `index` has a mask (pending, or a complete file on disk)."""
         with self._lock:
             if index in self._pending:
                 return True
-        return self.path(index).is_file()
+        return self.run.is_done(index)
 
     def delete(self, index: int) -> None:
         self.flush()
@@ -79,7 +78,7 @@ class MaskStore:
                 with self._lock:
                     ids = self._pending.get(index)
                 if ids is not None and self._error is None:
-                    save_id_mask(self.path(index), ids)
+                    self.run.write_mask(index, ids)
                     with self._lock:
                         if self._pending.get(index) is ids:  # not replaced meanwhile
                             del self._pending[index]

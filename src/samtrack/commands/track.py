@@ -1,0 +1,193 @@
+"""`samtrack track INPUT`: segment and track objects in a video or image sequence."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import yaml
+
+from samtrack.errors import InputError
+from samtrack.io.masks import load_id_mask
+from samtrack.tracking.settings import Settings
+
+
+class _Ordered(argparse.Action):
+    """Keeps --frame/--object/--click/--box/--stroke in the order given, so clicks group by object."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        items = getattr(namespace, "prompt_items", None) or []
+        items.append((self.dest, values))
+        namespace.prompt_items = items
+
+
+def _floats(text: str, n: tuple[int, ...], what: str) -> list[float]:
+    try:
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) not in n:
+            raise ValueError
+        return [float(p) if p not in ("neg", "pos") else p for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} must look like {'X,Y[,neg]' if what == 'click' else 'X0,Y0,X1,Y1'}"
+                                         f", got {text!r}") from None
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    d = Settings()
+    p = sub.add_parser(
+        "track", help="segment and track objects through a video or image folder",
+        description="Segment objects on key frames (clicks, boxes, strokes, a prompts file, or automatically "
+                    "with segment-everything) and track them with stable ids through the whole input. Writes "
+                    "masks/, overlay.mp4, overlay.gif, masks.zip, masks_rle.json, objects.json and run.json.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("input", help="video file (mp4, mov, avi, mkv, webm) or folder of frames (jpg/png)")
+    p.add_argument("--out", "-o", required=True, help="run directory to write")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    mode = p.add_argument_group("what to track (give --auto, or prompts)")
+    mode.add_argument("--auto", action="store_true",
+                      help="SAM-Track's automatic mode: segment everything on frame 0 and every --sam-gap frames, "
+                           "new objects join with fresh ids")
+    mode.add_argument("--frame", type=int, action=_Ordered, dest="frame", metavar="N",
+                      help="frame the following prompts apply to (default 0); may be given several times")
+    mode.add_argument("--object", nargs="?", const="", action=_Ordered, dest="object", metavar="LABEL",
+                      help="start a new object (optionally labelled); following --click options refine it")
+    mode.add_argument("--click", action=_Ordered, dest="click", metavar="X,Y[,neg]",
+                      type=lambda t: _floats(t, (2, 3), "click"),
+                      help="a click on the current object: positive, or negative with ',neg'")
+    mode.add_argument("--box", action=_Ordered, dest="box", metavar="X0,Y0,X1,Y1",
+                      type=lambda t: _floats(t, (4,), "box"), help="a box around a new object")
+    mode.add_argument("--prompts", metavar="FILE",
+                      help="JSON or YAML list of prompts, each {frame, label?, points+labels | box | stroke | "
+                           "mask: PNG path}")
+    mode.add_argument("--backward", action="store_true",
+                      help="also carry objects added after frame 0 back towards frame 0")
+    models = p.add_argument_group("models")
+    models.add_argument("--segmenter", default=d.segmenter, help="segmenter name (see `samtrack models`) or path")
+    models.add_argument("--tracker", default=d.tracker, help="tracker name (see `samtrack models`)")
+    models.add_argument("--checkpoint", default=None, help="tracker checkpoint file (default: the cached release)")
+    models.add_argument("--device", default=d.device, help="cpu, cuda, mps or auto")
+    models.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16", "float16"],
+                        help="segmenter precision")
+    s = p.add_argument_group("SAM-Track parameters")
+    for name, help_text in [
+        ("sam_gap", "run segment-everything every N frames (--auto)"),
+        ("min_area", "smallest new object in pixels"),
+        ("max_obj_num", "most objects (ids 1..255)"),
+        ("min_new_obj_iou", "share of a segment outside tracked objects needed to add it"),
+        ("points_per_side", "segment-everything point grid"),
+        ("pred_iou_thresh", "segment-everything predicted-IoU threshold"),
+        ("stability_score_thresh", "segment-everything stability threshold"),
+        ("long_term_mem_gap", "tracker: add a frame to long-term memory every N frames"),
+        ("max_len_long_term", "tracker: most frames in long-term memory"),
+    ]:
+        default = getattr(d, name)
+        s.add_argument("--" + name.replace("_", "-"), dest=name, type=type(default), default=default, help=help_text)
+    out = p.add_argument_group("outputs")
+    out.add_argument("--end", type=int, default=None, help="last frame to track (default: the last)")
+    out.add_argument("--no-video", action="store_true", help="skip overlay.mp4")
+    out.add_argument("--no-gif", action="store_true", help="skip overlay.gif")
+    return p
+
+
+def _prompts_from_args(args: argparse.Namespace) -> dict[int, list[dict]]:
+    """Group the ordered command-line prompts into add_object keyword dicts per frame."""
+    prompts: dict[int, list[dict]] = {}
+    frame = 0
+    current: dict | None = None
+    for kind, value in getattr(args, "prompt_items", None) or []:
+        if kind == "frame":
+            frame, current = value, None
+        elif kind == "object":
+            current = {"label": value or None, "points": [], "labels": []}
+            prompts.setdefault(frame, []).append(current)
+        elif kind == "click":
+            if current is None or "points" not in current:
+                current = {"label": None, "points": [], "labels": []}
+                prompts.setdefault(frame, []).append(current)
+            neg = len(value) == 3 and value[2] == "neg"
+            current["points"].append((value[0], value[1]))
+            current["labels"].append(0 if neg else 1)
+        elif kind == "box":
+            prompts.setdefault(frame, []).append({"box": tuple(value)})
+            current = None
+    for items in prompts.values():
+        for item in items:
+            if "points" in item and not item["points"]:
+                raise InputError("--object was given without any --click after it")
+            if item.get("label") is None:
+                item.pop("label", None)
+    return prompts
+
+
+def _prompts_from_file(path: str) -> dict[int, list[dict]]:
+    file = Path(path)
+    try:
+        entries = yaml.safe_load(file.read_text())  # YAML is a superset of JSON
+    except OSError as exc:
+        raise InputError(f"cannot read prompts file {file}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise InputError(f"prompts file {file} is not valid JSON/YAML: {exc}") from exc
+    if not isinstance(entries, list):
+        raise InputError(f"prompts file {file} must hold a list of prompts")
+    prompts: dict[int, list[dict]] = {}
+    for n, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise InputError(f"prompt {n} in {file} is not a mapping")
+        kwargs = {k: entry[k] for k in ("label", "points", "labels", "box", "stroke") if k in entry}
+        if "mask" in entry:
+            kwargs["mask"] = load_id_mask((file.parent / entry["mask"]).resolve()) > 0
+        unknown = set(entry) - {"frame", "label", "points", "labels", "box", "stroke", "mask"}
+        if unknown:
+            raise InputError(f"prompt {n} in {file} has unknown keys {sorted(unknown)}")
+        prompts.setdefault(int(entry.get("frame", 0)), []).append(kwargs)
+    return prompts
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from samtrack.tracking.session import Session
+
+    prompts = _prompts_from_args(args)
+    if args.prompts:
+        for frame, items in _prompts_from_file(args.prompts).items():
+            prompts.setdefault(frame, []).extend(items)
+    if args.auto and prompts:
+        raise InputError("give either --auto or prompts (--click/--box/--prompts), not both")
+    if not args.auto and not prompts and not args.resume:
+        raise InputError("nothing to track: give --auto, or prompts with --click/--box/--prompts")
+    settings = Settings(**{k: getattr(args, k) for k in (
+        "sam_gap", "min_area", "max_obj_num", "min_new_obj_iou", "points_per_side", "pred_iou_thresh",
+        "stability_score_thresh", "long_term_mem_gap", "max_len_long_term", "segmenter", "tracker",
+        "device", "dtype")}, tracker_checkpoint=args.checkpoint)
+    session = Session(args.input, args.out, settings, resume=args.resume)
+    bar = tqdm(total=len(session), unit="frame", disable=args.quiet, dynamic_ncols=True)
+
+    def progress(done: int, total: int, info: dict) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_postfix(objects=info["objects"], refresh=False)
+        bar.refresh()
+
+    started = time.perf_counter()
+    try:
+        if args.resume and session.resume(prompts, progress=progress):
+            pass
+        elif args.auto:
+            session.run_auto(args.end, progress=progress)
+        else:
+            session.track_prompts(prompts, args.end, progress=progress)
+            if args.backward:
+                for frame in sorted(f for f in prompts if f > 0):
+                    session.propagate_backward(frame, progress=progress)
+        bar.close()
+        session.finalize(video=not args.no_video, gif=not args.no_gif,
+                         timings={"total_seconds": time.perf_counter() - started})
+    finally:
+        bar.close()
+        session.close()
+    if not args.quiet:
+        print(json.dumps({"out": str(Path(args.out)), "frames": len(session), "objects": len(session.objects)}))
+    return 0
