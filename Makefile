@@ -6,6 +6,8 @@ PIP := $(BIN)/pip install -c constraints.txt
 
 .PHONY: venv test lint demo clean
 
+INPUT ?=
+
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -19,6 +21,11 @@ venv: $(VENV)/.installed
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# Track objects automatically in a short clip with the default models (weights download on first use).
+# `make demo INPUT=path/to/video.mp4` uses your own clip instead of the generated one.
+demo: venv
+	$(BIN)/python -m samtrack.demo $(INPUT)
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks

@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     models = p.add_argument_group("models")
     models.add_argument("--segmenter", default=d.segmenter, help="segmenter name (see `samtrack models`) or path")
     models.add_argument("--tracker", default=d.tracker, help="tracker name (see `samtrack models`)")
-    models.add_argument("--checkpoint", default=None, help="tracker checkpoint file (default: the cached release)")
+    models.add_argument("--checkpoint", default=None, help="tracker checkpoint file; none: the release in the model cache")
     models.add_argument("--device", default=d.device, help="cpu, cuda, mps or auto")
     models.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16", "float16"],
                         help="segmenter precision")
