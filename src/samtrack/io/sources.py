@@ -95,10 +95,6 @@ class FrameSource(ABC):
         """Presentation time of the first frame in seconds (0 for image folders)."""
         return 0.0
 
-    def read_audio(self, sample_rate: int = 16000) -> np.ndarray:
-        """The whole soundtrack as mono float32 samples in [-1, 1] at `sample_rate` Hz."""
-        raise InputError(f"{self.path} has no audio track; audio grounding needs a video file with sound")
-
     def close(self) -> None:
         """Release open files (the source can still be iterated afterwards)."""
 
@@ -250,6 +246,9 @@ class VideoSource(FrameSource):
                 stamps.append(ts)
         except av.FFmpegError as exc:
             raise _video_error(self.path, exc) from exc
+        if stream.frames and len(stamps) < stream.frames:
+            raise InputError(f"{self.path} lists {stream.frames} frames but only {len(stamps)} can be read; "
+                             "the file is truncated (re-export or re-download it)")
         stamps.sort()
         return stamps
 
@@ -340,22 +339,6 @@ class VideoSource(FrameSource):
         if count < len(self):
             raise InputError(f"{self.path} ended after {count} of {len(self)} frames; the file is truncated "
                              "or corrupt (re-export it)")
-
-    def read_audio(self, sample_rate: int = 16000) -> np.ndarray:
-        if not self.has_audio:
-            return super().read_audio(sample_rate)
-        container = self._open()
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        chunks: list[np.ndarray] = []
-        try:
-            for frame in container.decode(container.streams.audio[0]):
-                chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(frame))
-            chunks.extend(f.to_ndarray().reshape(-1) for f in resampler.resample(None))
-        except av.FFmpegError as exc:
-            raise _video_error(self.path, exc, "cannot decode the audio of") from exc
-        finally:
-            container.close()
-        return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
 
     def close(self) -> None:
         with self._lock:
