@@ -15,6 +15,9 @@ $(BIN)/python:
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) -q torch==2.14.1 torchvision==0.29.1
 	$(PIP) -q -e ".[dev]"
+# Reference metrics for tests/test_eval.py. --no-deps: it requires opencv-python, whose cv2 would
+# overwrite opencv-python-headless; its real needs (numpy, opencv, scikit-image) come from [dev].
+	$(PIP) -q --no-deps vos-benchmark==0.1.0
 	touch $@
 
 venv: $(VENV)/.installed
