@@ -283,3 +283,22 @@ def test_drop_path_only_in_training() -> None:
         torch.manual_seed(0)
         train_out = model(x)[2]
     assert not torch.allclose(train_out, eval_a)
+
+
+def test_bf16_autocast_runs_close_to_fp32() -> None:
+    model = tiny()
+    randomize(model, seed=11)
+    x = torch.randn(1, 3, 80, 112)
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(x)
+    for r, lo in zip(ref, low, strict=True):
+        assert lo.shape == r.shape and torch.isfinite(lo).all()
+        rel = ((lo.float() - r).norm() / r.norm()).item()
+        assert rel < 0.05, rel
+
+
+def test_rejects_wrong_input_shape() -> None:
+    with pytest.raises(ValueError, match="expects a"):
+        tiny()(torch.randn(1, 4, 32, 32))

@@ -22,7 +22,11 @@ unchanged and give the same features:
   patch embedding and stage 0 but not stage 0's patch merging, and removes stage 0's drop path.
 
 Window attention uses :func:`torch.nn.functional.scaled_dot_product_attention` with the
-relative position bias (plus the shift mask) as an additive float mask.
+relative position bias (plus the shift mask) as an additive float mask. The pad / roll /
+window-partition copies of the official code (and their inverses) are replaced by one index
+gather before and one after the attention, and the qkv and output projections run on the real
+tokens only (a zero-padded token projects to exactly the qkv bias); the numbers are the
+official ones up to float rounding (tests compare with a step-by-step official-style forward).
 """
 
 from __future__ import annotations
@@ -463,6 +467,11 @@ class SwinB(nn.Module):
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """Encode ``(B, 3, H, W)`` images into ``[f4, f8, f16, f16]`` NCHW feature maps."""
+        if x.ndim != 4 or x.shape[1] != self.patch_embed.proj.in_channels:
+            raise ValueError(
+                f"SwinB expects a (B, {self.patch_embed.proj.in_channels}, H, W) image batch, "
+                f"got shape {tuple(x.shape)}"
+            )
         x = self.patch_embed(x)
         outs: list[Tensor] = []
         for i, layer in enumerate(self.layers):
