@@ -135,7 +135,7 @@ def load_id_mask(path: str | os.PathLike[str]) -> np.ndarray:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"cannot read mask {p}: {exc}; replace or delete the file") from exc
     if mode in ("L", "LA"):
-        values = np.unique(arr)
-        if values.size and values[-1] == 255 and np.all(np.isin(values, (0, 255))):
+        counts = np.bincount(arr.ravel(), minlength=256)
+        if counts[255] and counts[0] + counts[255] == arr.size:  # only 0 and 255: a binary mask
             return (arr == 255).astype(np.uint8)
     return np.ascontiguousarray(arr, dtype=np.uint8)

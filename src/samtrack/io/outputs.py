@@ -47,7 +47,7 @@ from samtrack.io.atomic import atomic_path, remove_stale_temps, write_text_atomi
 from samtrack.io.masks import as_id_mask, load_id_mask, save_id_mask
 from samtrack.io.overlay import render_overlay
 from samtrack.io.sources import FrameSource
-from samtrack.io.video import GifWriter, Mp4Writer
+from samtrack.io.video import BackgroundEncoder, GifWriter, Mp4Writer
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -256,6 +256,7 @@ class RunWriter:
 
         outputs: dict[str, Path] = {}
         writers: list[Mp4Writer | GifWriter] = []
+        encoder: BackgroundEncoder | None = None
         try:
             if video:
                 writers.append(Mp4Writer(self.out_dir / OVERLAY_MP4, source.fps, source.width, source.height,
@@ -263,6 +264,7 @@ class RunWriter:
                                          audio_offset=source.start_time))
             if gif:
                 writers.append(GifWriter(self.out_dir / OVERLAY_GIF, source.fps, source.width, source.height))
+            encoder = BackgroundEncoder(writers) if writers else None
             rle = _RleCollector()
             with atomic_path(self.out_dir / MASKS_ZIP) as zip_tmp, \
                     zipfile.ZipFile(zip_tmp, "w", compression=zipfile.ZIP_STORED) as archive:
@@ -272,17 +274,17 @@ class RunWriter:
                     ids = self.read_mask(i)
                     archive.write(path, arcname=path.name)
                     rle.add(i, source.names[i], ids)
-                    if writers:
-                        overlay = render_overlay(frame, ids, labels if draw_labels else None, alpha=alpha,
-                                                 contours=contours, show_ids=show_ids)
-                        for writer in writers:
-                            writer.write(overlay)
+                    if encoder is not None:
+                        encoder.write(render_overlay(frame, ids, labels if draw_labels else None, alpha=alpha,
+                                                     contours=contours, show_ids=show_ids))
                     bar.update()
                 bar.close()
-            for writer in writers:
-                writer.close()
-                outputs[writer.path.name] = writer.path
+                if encoder is not None:
+                    encoder.close()  # inside the zip's block: an encoding error leaves no zip either
+            outputs.update({writer.path.name: writer.path for writer in writers})
         except BaseException:
+            if encoder is not None:
+                encoder.abort()
             for writer in writers:
                 writer.abort()
             raise

@@ -7,12 +7,17 @@ interrupted encode never leaves a truncated file behind.
     with Mp4Writer("overlay.mp4", fps=30, width=854, height=480, audio_from="in.mp4") as w:
         for frame in frames:
             w.write(frame)
+
+`BackgroundEncoder` runs writers on a worker thread, so encoding overlaps with whatever
+produces the frames (PyAV releases the GIL while encoding).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -105,12 +110,13 @@ class Mp4Writer(_StreamingWriter):
             AAC when MP4 cannot hold its codec); audio past the video's end is dropped.
         audio_offset: time in seconds in `audio_from` that lines up with the first video frame
             (the source's `start_time`).
-        crf, preset: libx264 quality (lower crf = better) and speed/size trade-off.
+        crf, preset: libx264 quality (lower = better) and speed; "superfast" costs about 40% less
+            CPU than "veryfast" on 480p overlays for about 10% larger files.
     """
 
     def __init__(self, path: str | os.PathLike[str], fps: float, width: int, height: int, *,
                  audio_from: str | os.PathLike[str] | None = None, audio_offset: float = 0.0,
-                 crf: int = 20, preset: str = "veryfast") -> None:
+                 crf: int = 20, preset: str = "superfast") -> None:
         super().__init__(path)
         self.rate = frame_rate(fps)
         self.width, self.height = width, height
@@ -282,3 +288,58 @@ class GifWriter(_StreamingWriter):
 
     def _release(self) -> None:
         self._out.close()
+
+
+class BackgroundEncoder:
+    """Feed frames to writers on a worker thread; `close()` finishes and publishes them all.
+
+    At most `max_pending` frames wait in the queue (`write` blocks beyond that), so memory stays
+    bounded. An encoding error is raised by the next `write` or by `close`.
+    """
+
+    def __init__(self, writers: Sequence[Mp4Writer | GifWriter], max_pending: int = 8) -> None:
+        self.writers = list(writers)
+        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=max_pending)
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._run, name="samtrack-encoder", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (frame := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    for writer in self.writers:
+                        writer.write(frame)
+                except Exception as exc:  # noqa: BLE001 - re-raised in the producer's thread
+                    self._error = exc
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def write(self, frame: np.ndarray) -> None:
+        """Queue one RGB frame for every writer."""
+        self._raise_error()
+        self._queue.put(frame)
+
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def close(self) -> None:
+        """Wait for the queued frames, then close (publish) every writer."""
+        self._stop()
+        try:
+            self._raise_error()
+            for writer in self.writers:
+                writer.close()
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Stop and delete every writer's unfinished file."""
+        self._stop()
+        for writer in self.writers:
+            writer.abort()
