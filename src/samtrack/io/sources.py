@@ -265,9 +265,10 @@ class VideoSource(FrameSource):
         return np.ascontiguousarray(np.rot90(rgb, k=turns)) if turns else rgb
 
     def _frame_index(self, frame: av.VideoFrame) -> int:
+        """Index of a decoded frame: from its timestamp, else one after the previous frame."""
         if frame.pts is not None and frame.pts in self._index:
             return self._index[frame.pts]
-        return self._next
+        return self._next if self._next >= 0 else -1
 
     def _seek(self, index: int) -> None:
         if self._container is None:
@@ -289,7 +290,7 @@ class VideoSource(FrameSource):
         except av.FFmpegError as exc:
             raise _video_error(self.path, exc, "cannot decode video") from exc
         idx = self._frame_index(frame)
-        self._next = idx + 1
+        self._next = idx + 1 if idx >= 0 else -1
         return idx, frame
 
     def _read(self, index: int) -> np.ndarray:
@@ -320,7 +321,8 @@ class VideoSource(FrameSource):
             idx, frame = item
             if idx == index:
                 return self._to_rgb(frame)
-            if idx > index:
+            if idx > index or idx < 0:  # past it, or position unknown (no timestamp after a seek)
+                self._frames = None
                 return None
 
     def __iter__(self) -> Iterator[np.ndarray]:
