@@ -235,9 +235,13 @@ class VideoSource(FrameSource):
     def _scan(self, container: av.container.InputContainer, stream: av.VideoStream) -> list[int]:
         """Presentation timestamps of every frame, in display order (demux only, no decoding)."""
         stamps: list[int] = []
+        discarded = 0  # packets an edit list cuts away: in the index, never shown
         try:
             for packet in container.demux(stream):
-                if packet.size == 0 or packet.is_discard:
+                if packet.size == 0:
+                    continue
+                if packet.is_discard:
+                    discarded += 1
                     continue
                 ts = packet.pts if packet.pts is not None else packet.dts
                 if ts is None:
@@ -246,7 +250,7 @@ class VideoSource(FrameSource):
                 stamps.append(ts)
         except av.FFmpegError as exc:
             raise _video_error(self.path, exc) from exc
-        if stream.frames and len(stamps) < stream.frames:
+        if stream.frames and len(stamps) + discarded < stream.frames:
             raise InputError(f"{self.path} lists {stream.frames} frames but only {len(stamps)} can be read; "
                              "the file is truncated (re-export or re-download it)")
         stamps.sort()
