@@ -93,8 +93,13 @@ def test_bad_options_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["render", str(frames), str(masks), "--out", out, "--labels", '{"swan": "1"}']) == 1
     assert main(["render", str(frames), str(masks), "--out", out, "--alpha", "2"]) == 1
     assert main(["render", str(frames), str(tmp_path / "nowhere"), "--out", out]) == 1
+    small = tmp_path / "small"
+    save_id_mask(small / "00000.png", np.zeros((48, 85), np.uint8))
+    save_id_mask(small / "00001.png", np.zeros((48, 85), np.uint8))
+    assert main(["render", str(frames), str(small), "--out", out]) == 1
     err = capsys.readouterr().err
     assert "--labels" in err and "--alpha" in err and "nowhere" in err
+    assert "00000.png is 85x48 but the frames are 854x480" in err
     with pytest.raises(SystemExit) as exc:
         main(["render", str(frames)])
     assert exc.value.code == 2

@@ -87,7 +87,11 @@ def _copy_masks(run: RunWriter, files: list[Path], quiet: bool) -> tuple[int, in
         if dst.is_file() and dst.stat().st_mtime_ns >= src.stat().st_mtime_ns and run.is_done(i):
             reused += 1
             continue
-        run.write_mask(i, load_id_mask(src))
+        ids = load_id_mask(src)
+        if ids.shape != (run.source.height, run.source.width):
+            raise InputError(f"{src} is {ids.shape[1]}x{ids.shape[0]} but the frames are "
+                             f"{run.source.width}x{run.source.height}; masks must match their frames")
+        run.write_mask(i, ids)
         written += 1
     run.flush()
     return written, reused

@@ -267,8 +267,8 @@ class RunWriter:
             encoder = BackgroundEncoder(writers) if writers else None
             rle = _RleCollector()
             with atomic_path(self.out_dir / MASKS_ZIP) as zip_tmp, \
-                    zipfile.ZipFile(zip_tmp, "w", compression=zipfile.ZIP_STORED) as archive:
-                bar = tqdm(total=n, desc="render", unit="frame", disable=not progress)
+                    zipfile.ZipFile(zip_tmp, "w", compression=zipfile.ZIP_STORED) as archive, \
+                    tqdm(total=n, desc="render", unit="frame", disable=not progress) as bar:
                 for i, frame in enumerate(source):
                     path = self.mask_path(i)
                     ids = self.read_mask(i)
@@ -278,7 +278,6 @@ class RunWriter:
                         encoder.write(render_overlay(frame, ids, labels if draw_labels else None, alpha=alpha,
                                                      contours=contours, show_ids=show_ids))
                     bar.update()
-                bar.close()
                 if encoder is not None:
                     encoder.close()  # inside the zip's block: an encoding error leaves no zip either
             outputs.update({writer.path.name: writer.path for writer in writers})
