@@ -95,7 +95,7 @@ class Session:
             raise InputError(f"{self.out_dir} already holds a run; pass resume=True (--resume) to continue it, "
                              "or choose another output directory")
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.run = RunWriter(self.out_dir, self.source)
+        self.run = RunWriter(self.out_dir, self.source, background=True)
         self.store = MaskStore(self.run)
         if resume and state_file.exists():
             self._load_state(state_file)
