@@ -175,8 +175,8 @@ def test_run_directory_outputs(tmp_path: Path) -> None:
         for i, ids in enumerate(masks):
             run.write_mask(i, ids)
         assert run.done_frames() == list(range(n))
-        result = run.finalize(objects={1: "swan", 2: {"label": "tail", "prompt": {"click": [1, 2]}}},
-                              settings={"sam_gap": 5}, models={"tracker": "r50-deaotl"},
+        result = run.finalize(objects={1: "swan", 2: {"label": "tail", "prompt": {"click": np.array([1, 2])}}},
+                              settings={"sam_gap": np.int64(5)}, models={"tracker": "r50-deaotl"},
                               timings={"track_s": 1.5}, progress=False)
     assert sorted(result) == sorted(["overlay.mp4", "overlay.gif", "masks.zip", "masks_rle.json",
                                      "objects.json", "run.json"])

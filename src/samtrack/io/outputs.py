@@ -74,6 +74,17 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def _json_value(value: Any) -> Any:
+    """JSON form of the values prompts and settings commonly hold (numpy scalars/arrays, paths)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    return str(value)
+
+
 def _object_info(value: Any) -> dict[str, Any]:
     """Normalise an `objects` entry: a label string, or a mapping with `label` and `prompt`."""
     if value is None:
@@ -320,7 +331,7 @@ class RunWriter:
             })
             doc[str(obj_id)] = entry
         path = self.out_dir / OBJECTS_JSON
-        write_text_atomic(path, json.dumps(doc, indent=2, default=str))
+        write_text_atomic(path, json.dumps(doc, indent=2, default=_json_value))
         return path
 
     def _write_run(self, settings: Mapping[str, Any] | None, models: Mapping[str, Any] | None,
@@ -337,6 +348,6 @@ class RunWriter:
             "outputs": sorted([*outputs, RUN_JSON, MASKS_DIR]),
         }
         path = self.out_dir / RUN_JSON
-        write_text_atomic(path, json.dumps(doc, indent=2, default=str))
+        write_text_atomic(path, json.dumps(doc, indent=2, default=_json_value))
         return path
 
