@@ -140,6 +140,7 @@ class Mp4Writer(_StreamingWriter):
                 raise
 
     def _open_audio(self, source: Path, offset: float) -> None:
+        self._audio_source = source
         try:
             self._audio_in = av.open(str(source))
         except (av.FFmpegError, OSError) as exc:
@@ -162,10 +163,6 @@ class Mp4Writer(_StreamingWriter):
             self._samples = 0
         self._audio_packets = iter(self._audio_in.demux(stream))
 
-    @property
-    def frames_written(self) -> int:
-        return self._count
-
     def write(self, frame: np.ndarray) -> None:
         """Encode one H×W×3 uint8 RGB frame."""
         if frame.shape[:2] != (self.height, self.width):
@@ -186,7 +183,11 @@ class Mp4Writer(_StreamingWriter):
         if self._audio_packets is None:
             return
         while True:
-            packet = self._pending or next(self._audio_packets, None)
+            try:
+                packet = self._pending or next(self._audio_packets, None)
+            except av.FFmpegError as exc:
+                raise InputError(f"cannot read the audio of {self._audio_source}: {exc}; the file is "
+                                 "corrupt (re-export it, or render without audio from its frames)") from exc
             self._pending = None
             if packet is None:
                 self._audio_packets = None
@@ -214,7 +215,12 @@ class Mp4Writer(_StreamingWriter):
         self._out.mux(packet)
 
     def _mux_transcoded(self, packet: av.Packet) -> None:
-        for frame in packet.decode():
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as exc:
+            raise InputError(f"cannot decode the audio of {self._audio_source}: {exc}; the file is corrupt "
+                             "(re-export it, or render without audio from its frames)") from exc
+        for frame in frames:
             self._encode_audio(self._resampler.resample(frame))
 
     def _encode_audio(self, frames: list[av.AudioFrame]) -> None:
