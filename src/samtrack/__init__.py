@@ -1,7 +1,27 @@
 """samtrack: segment and track anything in video."""
 
+from importlib import import_module
+from typing import Any
+
 from samtrack.errors import InputError, ModelError, SamtrackError
 
 __version__ = "0.1.0"
 
-__all__ = ["InputError", "ModelError", "SamtrackError", "__version__"]
+# Public names whose modules pull in torch/transformers load on first use, keeping `import samtrack` fast.
+_LAZY = {
+    "Segmenter": "samtrack.models.segmenter",
+    "ClickState": "samtrack.models.segmenter",
+    "Session": "samtrack.tracking.session",
+    "Settings": "samtrack.tracking.settings",
+    "load_tracker": "samtrack.models.deaot.tracker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'samtrack' has no attribute {name!r}")
+
+
+__all__ = ["ClickState", "InputError", "ModelError", "SamtrackError", "Segmenter", "Session", "Settings",
+           "__version__", "load_tracker"]

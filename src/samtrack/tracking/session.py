@@ -546,6 +546,8 @@ class Session:
                 if cancel is not None and cancel():
                     break
                 carried = self.tracker.track(frame)
+                # Only the carried objects: the tracker sees no others, but ids below them are open slots.
+                carried = np.where(np.isin(carried, chosen), carried, 0).astype(np.uint8)
                 self.tracker.update_memory(carried)
                 ids = self.mask(i).copy()
                 np.copyto(ids, carried, where=(ids == 0) & (carried > 0))

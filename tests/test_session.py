@@ -1,0 +1,211 @@
+"""The segment-and-track session end to end: tiny random SAM, the DeAOT fixture checkpoints, real frames."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import DEAOT_FIXTURES, davis_annotations, davis_frames
+from PIL import Image
+
+from samtrack import cli
+from samtrack.errors import InputError
+from samtrack.io.masks import load_id_mask
+from samtrack.tracking.discovery import find_new_objects
+from samtrack.tracking.session import Session
+from samtrack.tracking.settings import Settings
+
+N_FRAMES = 12
+SCALE = 4  # 854×480 -> 213×120: the tracker's cost drops ~16×, the code paths stay the same
+
+
+@pytest.fixture(scope="module")
+def frames_dir(tmp_path_factory) -> Path:
+    """Blackswan frames 0-11 at a quarter of their size, as an image folder."""
+    out = tmp_path_factory.mktemp("blackswan_small")
+    for path in sorted(davis_frames("blackswan").glob("*.jpg"))[:N_FRAMES]:
+        im = Image.open(path)
+        im.resize((im.width // SCALE, im.height // SCALE), Image.BILINEAR).save(out / path.name, quality=95)
+    return out
+
+
+@pytest.fixture(scope="module")
+def gt_small() -> list[np.ndarray]:
+    masks = []
+    for path in sorted(davis_annotations("blackswan").glob("*.png"))[:N_FRAMES]:
+        im = Image.open(path)
+        masks.append(np.array(im.resize((im.width // SCALE, im.height // SCALE), Image.NEAREST)) > 0)
+    return masks
+
+
+@pytest.fixture(scope="module")
+def tiny_sam(tmp_path_factory) -> str:
+    """A randomly initialised SAM at a tiny size, saved with save_pretrained as a user's local model."""
+    import torch
+    from transformers import SamConfig, SamModel
+    from transformers.models.sam.image_processing_sam import SamImageProcessor
+
+    torch.manual_seed(0)
+    config = SamConfig(
+        vision_config={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "mlp_dim": 64,
+                       "output_channels": 32, "image_size": 256, "patch_size": 16, "global_attn_indexes": [1],
+                       "window_size": 4, "num_pos_feats": 16},
+        prompt_encoder_config={"hidden_size": 32, "image_size": 256, "patch_size": 16, "mask_input_channels": 8},
+        mask_decoder_config={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "mlp_dim": 64,
+                             "iou_head_hidden_dim": 32},
+    )
+    out = tmp_path_factory.mktemp("tiny_sam")
+    SamModel(config).eval().save_pretrained(out)
+    SamImageProcessor(size={"longest_edge": 256}, pad_size={"height": 256, "width": 256}).save_pretrained(out)
+    return str(out)
+
+
+def settings(tiny_sam: str, tracker: str = "deaot-t", **kw) -> Settings:
+    ckpt = DEAOT_FIXTURES / ("deaott.pth" if tracker == "deaot-t" else "r50_deaotl.pth")
+    # Random SAM weights predict low IoU/stability, so the thresholds are opened to get segments at all.
+    base = {"segmenter": tiny_sam, "tracker": tracker, "tracker_checkpoint": str(ckpt), "sam_gap": 5,
+            "min_area": 20, "points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0,
+            "crop_n_layers": 0, "min_mask_region_area": 0}
+    return Settings(**{**base, **kw})
+
+
+def mask_bytes(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((out / "masks").glob("*.png"))}
+
+
+def test_find_new_objects_gives_fresh_ids_and_applies_thresholds():
+    tracked = np.zeros((20, 20), np.uint8)
+    tracked[:10, :10] = 1
+    segments = np.zeros((20, 20), np.uint8)
+    segments[:10, :10] = 1  # already tracked
+    segments[10:, 10:] = 2  # new, 100 px
+    segments[5:15, 0:4] = 3  # half inside the tracked object: 50 % outside < 0.8
+    segments[0:2, 15:20] = 4  # new but 10 px < min_area
+    new = find_new_objects(tracked, segments, next_id=2, min_new_obj_iou=0.8, min_area=20, max_obj_num=255)
+    assert set(np.unique(new)) == {0, 2}  # SAM-Track would have numbered it 1, reusing the tracked id
+    assert (new == 2).sum() == 100
+    capped = find_new_objects(tracked, segments, next_id=2, min_new_obj_iou=0.8, min_area=20, max_obj_num=1)
+    assert not capped.any()
+
+
+def test_auto_mode_adds_objects_on_key_frames_only_with_stable_ids(frames_dir, tiny_sam, tmp_path):
+    s = Session(frames_dir, tmp_path / "run", settings(tiny_sam))
+    s.run_auto()
+    s.close()
+    assert s.objects, "segment-everything found nothing on frame 0"
+    assert {o.frame for o in s.objects.values()} <= {0, 5, 10}
+    assert sorted(s.objects) == list(range(1, len(s.objects) + 1))  # fresh, consecutive ids
+    masks = [load_id_mask(p) for p in sorted((tmp_path / "run" / "masks").glob("*.png"))]
+    assert len(masks) == N_FRAMES
+    known = set(s.objects) | {0}
+    for i, ids in enumerate(masks):
+        present = set(np.unique(ids).tolist())
+        assert present <= known
+        allowed = {o.id for o in s.objects.values() if o.frame <= i} | {0}
+        assert present <= allowed, f"frame {i} holds an object before the key frame that found it"
+
+
+def test_roll_back_keeps_earlier_frames_byte_identical(frames_dir, gt_small, tiny_sam, tmp_path):
+    out = tmp_path / "run"
+    s = Session(frames_dir, out, settings(tiny_sam))
+    swan = s.add_object(0, mask=gt_small[0], label="swan")
+    s.propagate(0)
+    before = mask_bytes(out)
+    box = np.zeros_like(gt_small[0])
+    box[5:25, 5:40] = True
+    new = s.add_object(6, mask=box, label="patch")
+    s.propagate(6)
+    s.close()
+    after = mask_bytes(out)
+    names = sorted(before)
+    assert [after[n] for n in names[:6]] == [before[n] for n in names[:6]]
+    assert (load_id_mask(out / "masks" / names[6])[box] == new).all()
+    assert new == swan + 1
+    assert s.objects[new].frame == 6 and s.objects[new].label == "patch"
+
+
+def test_backward_propagation_fills_earlier_frames_without_overwriting(frames_dir, gt_small, tiny_sam, tmp_path):
+    out = tmp_path / "run"
+    s = Session(frames_dir, out, settings(tiny_sam, tracker="r50-deaotl"))
+    s.add_object(0, mask=gt_small[0] & (np.arange(gt_small[0].shape[1]) < 80), label="left")
+    s.propagate(0, 6)
+    held = [s.mask(i).copy() for i in range(6)]
+    late = s.add_object(6, mask=gt_small[6], label="late swan")
+    s.propagate_backward(6)
+    s.close()
+    for i in range(6):
+        ids = s.mask(i)
+        kept = held[i] > 0
+        assert (ids[kept] == held[i][kept]).all(), f"frame {i}: pixels already held were overwritten"
+        assert set(np.unique(ids[~kept])) <= {0, late}
+    assert any((s.mask(i) == late).any() for i in range(6)), "the late object never reached earlier frames"
+
+
+def test_resume_after_interrupt_gives_the_same_masks(frames_dir, tiny_sam, tmp_path):
+    full = Session(frames_dir, tmp_path / "full", settings(tiny_sam))
+    full.run_auto()
+    full.close()
+
+    part = Session(frames_dir, tmp_path / "part", settings(tiny_sam))
+    part.run_auto(progress=lambda done, total, info: None, cancel=lambda: part.store.has(7))
+    part.close()
+    assert 8 <= len(mask_bytes(tmp_path / "part")) < N_FRAMES
+    resumed = Session(frames_dir, tmp_path / "part", resume=True)
+    assert resumed.resume()
+    resumed.close()
+    assert mask_bytes(tmp_path / "part") == mask_bytes(tmp_path / "full")
+    assert {k: (o.frame, o.prompt) for k, o in resumed.objects.items()} == \
+        {k: (o.frame, o.prompt) for k, o in full.objects.items()}
+
+
+def test_bad_prompts_give_clear_errors_and_change_nothing(frames_dir, gt_small, tiny_sam, tmp_path):
+    out = tmp_path / "run"
+    s = Session(frames_dir, out, settings(tiny_sam))
+    obj = s.add_object(0, mask=gt_small[0])
+    s.store.flush()
+    before = (mask_bytes(out), dict(s.objects))
+    with pytest.raises(InputError, match="outside"):
+        s.add_object(0, points=[(10_000, 5)], labels=[1])
+    with pytest.raises(InputError, match="unknown object id 99"):
+        s.add_object(0, mask=gt_small[0], obj_id=99)
+    with pytest.raises(InputError, match=f"frame index {N_FRAMES}"):
+        s.add_object(N_FRAMES, box=(1, 1, 20, 20))
+    with pytest.raises(InputError, match="exactly one prompt"):
+        s.add_object(0, box=(1, 1, 20, 20), mask=gt_small[0])
+    with pytest.raises(InputError, match="no objects"):
+        s.propagate(3)
+    s.store.flush()
+    assert (mask_bytes(out), dict(s.objects)) == before
+    s.remove_object(obj)
+    assert not s.objects and not s.mask(0).any()
+    assert s.undo() == f"remove object {obj}"
+    assert obj in s.objects and (s.mask(0) == obj).sum() == gt_small[0].sum()
+    s.close()
+    with pytest.raises(InputError, match="already holds a run"):
+        Session(frames_dir, out, settings(tiny_sam))
+
+
+def test_cli_track_with_box_on_video_writes_every_output(blackswan_mp4, tiny_sam, tmp_path):
+    out = tmp_path / "run"
+    code = cli.main(["--quiet", "track", str(blackswan_mp4), "--out", str(out), "--box", "300,100,600,400",
+                     "--segmenter", tiny_sam, "--tracker", "deaot-t", "--checkpoint",
+                     str(DEAOT_FIXTURES / "deaott.pth"), "--end", "3", "--no-gif"])
+    assert code == 0
+    for name in ("overlay.mp4", "masks.zip", "masks_rle.json", "objects.json", "run.json"):
+        assert (out / name).is_file(), name
+    assert len(list((out / "masks").glob("*.png"))) == 50  # untracked frames get empty masks
+    objects = json.loads((out / "objects.json").read_text())
+    assert objects["1"]["prompt"]["kind"] == "box"
+    run = json.loads((out / "run.json").read_text())
+    assert run["settings"]["tracker"] == "deaot-t" and run["settings"]["sam_gap"] == 10
+
+
+def test_cli_track_reports_usage_and_input_errors(tmp_path, capsys):
+    assert cli.main(["track", str(tmp_path / "missing.mp4"), "--auto", "--out", str(tmp_path / "o")]) == 1
+    assert "missing.mp4" in capsys.readouterr().err
+    assert cli.main(["track", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
+    with pytest.raises(SystemExit) as usage:
+        cli.main(["track", "x.mp4", "--out", "o", "--click", "12"])
+    assert usage.value.code == 2
