@@ -1,0 +1,1 @@
+"""DeAOT / AOT propagator: official architectures, checkpoint loading and SAM-Track's tracker."""

@@ -1,0 +1,214 @@
+"""Attention modules of AOT (multi-head / local attention) and DeAOT (gated propagation).
+
+Local (short-term) attention attends, for every query position, to the 15 x 15 window of key
+positions around it (``max_dis = 7``), positions outside the map being masked out. The
+official code materialises either an unfolded key tensor or a dense ``hw x hw`` attention map;
+here each window row is handled as a banded batched matrix product, which computes the same
+sums with far less memory traffic.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from samtrack.models.deaot.layers import DWConv2d, silu
+
+_MASK_VALUE = 1e8  # what the official code subtracts from logits of out-of-map window positions
+
+
+def _band_view(full: torch.Tensor, width: int, window: int) -> torch.Tensor:
+    """View ``(B, width, width + window - 1)`` as ``(B, width, window)``: ``out[b, x, d] = full[b, x, x + d]``."""
+    b, _, padded = full.shape
+    return full.as_strided((b, width, window), (width * padded, padded + 1, 1), full.storage_offset())
+
+
+def local_logits(q: torch.Tensor, k: torch.Tensor, max_dis: int) -> torch.Tensor:
+    """Dot products of every query with the keys in its window.
+
+    q, k: ``(B, d, h, w)`` (q already scaled). Returns ``(B, window*window, h*w)`` where window
+    index ``dy * window + dx`` is the key at offset ``(dy - max_dis, dx - max_dis)``, the unfold
+    order of the official code; keys outside the map count as zero vectors. The channel sum runs
+    in the official order (one window row at a time, so memory stays small).
+    """
+    b, d, h, w = q.shape
+    win = 2 * max_dis + 1
+    kp = nn.functional.pad(k, (max_dis, max_dis, max_dis, max_dis)).contiguous()
+    sb, sd, sy, sx = kp.stride()
+    out = q.new_empty(b, win, win, h, w)
+    q = q.unsqueeze(2)
+    for dy in range(win):
+        # keys of window row dy for every query: (B, d, dx, h, w), a view of the padded map
+        keys = kp.as_strided((b, d, win, h, w), (sb, sd, sx, sy, sx), kp.storage_offset() + dy * sy)
+        torch.sum(q * keys, dim=1, out=out[:, dy])
+    return out.view(b, win * win, h * w)
+
+
+def local_aggregate(attn: torch.Tensor, v: torch.Tensor, h: int, w: int, max_dis: int) -> torch.Tensor:
+    """Weighted sum of the values in each query's window.
+
+    attn: ``(B, window*window, h*w)``; v: ``(B, C, h, w)``. Returns ``(B, h*w, C)``.
+    """
+    b, c = v.shape[:2]
+    win = 2 * max_dis + 1
+    pw = w + 2 * max_dis
+    vp = nn.functional.pad(v, (max_dis, max_dis, max_dis, max_dis)).permute(0, 2, 3, 1)  # (B, h+2m, pw, C)
+    attn = attn.view(b, win, win, h, w).permute(0, 1, 3, 4, 2)  # (B, dy, h, w, dx)
+    band = attn.new_zeros(b * h, w, pw)
+    out = None
+    for dy in range(win):
+        _band_view(band, w, win).copy_(attn[:, dy].reshape(b * h, w, win))
+        values = vp[:, dy:dy + h].reshape(b * h, pw, c)
+        out = torch.bmm(band, values) if out is None else out.baddbmm_(band, values)
+    return out.view(b, h * w, c)
+
+
+def local_softmax(qk: torch.Tensor, h: int, w: int, max_dis: int) -> torch.Tensor:
+    """Softmax over the window after masking the positions that fall outside the map."""
+    win = 2 * max_dis + 1
+    ys = torch.arange(h, device=qk.device).view(1, h, 1) + torch.arange(win, device=qk.device).view(win, 1, 1)
+    xs = torch.arange(w, device=qk.device).view(1, w) + torch.arange(win, device=qk.device).view(win, 1)
+    inside_y = (ys >= max_dis) & (ys < h + max_dis)  # (win, h, 1)
+    inside_x = (xs >= max_dis) & (xs < w + max_dis)  # (win, w)
+    outside = ~(inside_y.view(win, 1, h, 1) & inside_x.view(1, win, 1, w))
+    qk = qk - outside.view(1, win * win, h * w).to(qk.dtype) * _MASK_VALUE
+    return torch.softmax(qk, dim=1)
+
+
+class MultiheadAttention(nn.Module):
+    """AOT global multi-head attention (optionally with input projections)."""
+
+    def __init__(self, d_model: int, num_head: int, use_linear: bool = True) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.num_head = num_head
+        self.d_att = d_model // num_head
+        self.scale = self.d_att ** 0.5
+        self.use_linear = use_linear
+        if use_linear:
+            self.linear_Q = nn.Linear(d_model, d_model)
+            self.linear_K = nn.Linear(d_model, d_model)
+            self.linear_V = nn.Linear(d_model, d_model)
+        self.projection = nn.Linear(d_model, d_model)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        bs = q.shape[1]
+        if self.use_linear:
+            q, k, v = self.linear_Q(q), self.linear_K(k), self.linear_V(v)
+        q = q / self.scale
+        q = q.view(-1, bs, self.num_head, self.d_att).permute(1, 2, 0, 3)
+        k = k.view(-1, bs, self.num_head, self.d_att).permute(1, 2, 3, 0)
+        v = v.view(-1, bs, self.num_head, self.d_att).permute(1, 2, 0, 3)
+        attn = torch.softmax(q @ k, dim=-1)
+        out = (attn @ v).permute(2, 0, 1, 3).reshape(-1, bs, self.d_model)
+        return self.projection(out)
+
+
+class MultiheadLocalAttention(nn.Module):
+    """AOT short-term attention: multi-head attention inside a 15 x 15 window, with relative
+    position terms on the keys (``relative_emb_k``) and on the values (``relative_emb_v``)."""
+
+    def __init__(self, d_model: int, num_head: int, max_dis: int = 7) -> None:
+        super().__init__()
+        self.max_dis = max_dis
+        self.window = 2 * max_dis + 1
+        self.num_head = num_head
+        self.hidden = d_model // num_head
+        self.scale = self.hidden ** 0.5
+        self.relative_emb_k = nn.Conv2d(d_model, num_head * self.window ** 2, kernel_size=1, groups=num_head)
+        self.relative_emb_v = nn.Parameter(torch.zeros(num_head, self.hidden, self.window ** 2))
+        self.projection = nn.Linear(d_model, d_model)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = q.shape
+        heads, win2 = self.num_head, self.window ** 2
+        rel = self.relative_emb_k(q).view(n * heads, win2, h * w)
+        q = (q / self.scale).view(n * heads, self.hidden, h, w)
+        qk = local_logits(q, k.reshape(n * heads, self.hidden, h, w), self.max_dis) + rel
+        attn = local_softmax(qk, h, w, self.max_dis)  # (n*heads, win2, hw)
+        out = local_aggregate(attn, v.reshape(n * heads, self.hidden, h, w), h, w, self.max_dis)
+        bias = torch.einsum("bwp,bcw->bpc", attn, self.relative_emb_v.repeat(n, 1, 1))
+        out = (out + bias).view(n, heads, h * w, self.hidden).permute(2, 0, 1, 3).reshape(h * w, n, c)
+        return self.projection(out)
+
+
+class GatedPropagation(nn.Module):
+    """DeAOT global gated propagation: softmax attention whose output is gated by ``U``, then a
+    depthwise conv and a projection. With ``use_linear`` the values and gates are projected
+    per branch (visual / identity halves) first, as in the self-propagation."""
+
+    def __init__(self, d_qk: int, d_vu: int, num_head: int = 8, use_linear: bool = True,
+                 d_att: int | None = None, expand_ratio: float = 2.0) -> None:
+        super().__init__()
+        self.expand_d_vu = int(d_vu * expand_ratio)
+        self.d_vu = d_vu
+        self.num_head = num_head
+        self.hidden = self.expand_d_vu // num_head
+        self.d_att = d_qk // num_head if d_att is None else d_att
+        self.scale = self.d_att ** 0.5
+        self.use_linear = use_linear
+        if use_linear:
+            half = self.hidden * num_head // 2
+            self.linear_QK = nn.Linear(d_qk, self.d_att * num_head)
+            self.linear_V1 = nn.Linear(d_vu // 2, half)
+            self.linear_V2 = nn.Linear(d_vu // 2, half)
+            self.linear_U1 = nn.Linear(d_vu // 2, half)
+            self.linear_U2 = nn.Linear(d_vu // 2, half)
+        self.dw_conv = DWConv2d(self.expand_d_vu)
+        self.projection = nn.Linear(self.expand_d_vu, d_vu)
+
+    def _cat_heads(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        if self.num_head == 1:
+            return torch.cat([x1, x2], dim=-1)
+        bs = x1.shape[1]
+        x1 = x1.view(-1, bs, self.num_head, self.hidden // 2)
+        x2 = x2.view(-1, bs, self.num_head, self.hidden // 2)
+        return torch.cat([x1, x2], dim=-1).view(-1, bs, self.num_head * self.hidden)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, u: torch.Tensor,
+                size_2d: tuple[int, int]) -> torch.Tensor:
+        length, bs, _ = q.shape
+        if self.use_linear:
+            q = k = self.linear_QK(q)
+            v1, v2 = torch.split(v, self.d_vu // 2, dim=-1)
+            v = silu(self._cat_heads(self.linear_V1(v1), self.linear_V2(v2)))
+            u1, u2 = torch.split(u, self.d_vu // 2, dim=-1)
+            u = silu(self._cat_heads(self.linear_U1(u1), self.linear_U2(u2)))
+        q = q / self.scale
+        q = q.view(-1, bs, self.num_head, self.d_att).permute(1, 2, 0, 3)
+        k = k.view(-1, bs, self.num_head, self.d_att).permute(1, 2, 3, 0)
+        v = v.view(-1, bs, self.num_head, self.hidden).permute(1, 2, 0, 3)
+        attn = torch.softmax(q @ k, dim=-1)
+        out = (attn @ v).permute(2, 0, 1, 3).reshape(length, bs, -1) * u
+        return self.projection(self.dw_conv(out, size_2d))
+
+
+class LocalGatedPropagation(nn.Module):
+    """DeAOT short-term gated propagation inside a 15 x 15 window (no input projections)."""
+
+    def __init__(self, d_qk: int, d_vu: int, num_head: int, max_dis: int = 7, d_att: int | None = None,
+                 expand_ratio: float = 2.0) -> None:
+        super().__init__()
+        self.expand_d_vu = int(d_vu * expand_ratio)
+        self.max_dis = max_dis
+        self.window = 2 * max_dis + 1
+        self.num_head = num_head
+        self.hidden = self.expand_d_vu // num_head
+        self.d_att = d_qk // num_head if d_att is None else d_att
+        self.scale = self.d_att ** 0.5
+        self.relative_emb_k = nn.Conv2d(self.d_att * num_head, num_head * self.window ** 2, kernel_size=1,
+                                        groups=num_head)
+        self.dw_conv = DWConv2d(self.expand_d_vu)
+        self.projection = nn.Linear(self.expand_d_vu, d_vu)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, u: torch.Tensor,
+                size_2d: tuple[int, int]) -> torch.Tensor:
+        n, _, h, w = v.shape
+        heads = self.num_head
+        rel = self.relative_emb_k(q).view(n * heads, self.window ** 2, h * w)
+        q = (q / self.scale).view(n * heads, self.d_att, h, w)
+        qk = local_logits(q, k.reshape(n * heads, self.d_att, h, w), self.max_dis) + rel
+        attn = local_softmax(qk, h, w, self.max_dis)
+        out = local_aggregate(attn, v.reshape(n * heads, self.hidden, h, w), h, w, self.max_dis)
+        out = out.view(n, heads, h * w, self.hidden).permute(2, 0, 1, 3).reshape(h * w, n, -1) * u
+        return self.projection(self.dw_conv(out, size_2d))

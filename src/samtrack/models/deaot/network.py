@@ -1,0 +1,85 @@
+"""The AOT / DeAOT network: image encoder, identity bank, propagation stack and FPN decoder."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from samtrack.models.deaot.config import VariantConfig
+from samtrack.models.deaot.decoder import FPNSegmentationHead
+from samtrack.models.deaot.encoders import MobileNetV2, ResNet50
+from samtrack.models.deaot.layers import map_to_seq, sine_position_embedding
+from samtrack.models.deaot.transformer import DualBranchGPM, LongShortTermTransformer
+
+
+def build_encoder(name: str) -> nn.Module:
+    """The backbone named by a variant config."""
+    if name == "mobilenetv2":
+        return MobileNetV2(16)
+    if name == "resnet50":
+        return ResNet50()
+    if name == "swin_base":
+        from samtrack.models.deaot.swin import SwinB
+
+        return SwinB()
+    raise ValueError(f"unknown encoder {name!r}")
+
+
+class AOTNetwork(nn.Module):
+    """One AOT or DeAOT model; parameter names equal the official ``state_dict`` keys."""
+
+    def __init__(self, cfg: VariantConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.embed_dim
+        self.encoder = build_encoder(cfg.encoder)
+        self.encoder_projector = nn.Conv2d(cfg.encoder_dims[-1], d, kernel_size=1)
+        if cfg.model == "deaot":
+            self.LSTT: nn.Module = DualBranchGPM(cfg.num_layers, d, cfg.self_heads, cfg.att_heads)
+            decoder_in = d * 2
+        else:
+            self.LSTT = LongShortTermTransformer(cfg.num_layers, d, cfg.self_heads, cfg.att_heads,
+                                                 intermediate_norm=True)
+            decoder_in = d * (cfg.num_layers + 1)
+        self.decoder = FPNSegmentationHead(decoder_in, cfg.max_obj_num + 1, cfg.decode_intermediate, d,
+                                           cfg.encoder_dims, cfg.align_corners)
+        if cfg.align_corners:
+            self.patch_wise_id_bank = nn.Conv2d(cfg.max_obj_num + 1, d, kernel_size=17, stride=16, padding=8)
+        else:
+            self.patch_wise_id_bank = nn.Conv2d(cfg.max_obj_num + 1, d, kernel_size=16, stride=16, padding=0)
+        if cfg.model == "deaot":
+            self.id_norm = nn.LayerNorm(d)
+
+    @property
+    def is_deaot(self) -> bool:
+        return self.cfg.model == "deaot"
+
+    def encode_image(self, img: torch.Tensor) -> list[torch.Tensor]:
+        """Encoder features at strides 4, 8, 16 and the projected stride-16 embedding."""
+        feats = list(self.encoder(img))
+        feats[-1] = self.encoder_projector(feats[-1])
+        return feats
+
+    def position_embedding(self, h: int, w: int, batch: int) -> torch.Tensor:
+        """Sine position embedding of the encoder grid as tokens ``(h*w, batch, d)``."""
+        pos = sine_position_embedding(h, w, self.cfg.embed_dim // 2, device=self.encoder_projector.weight.device)
+        return map_to_seq(pos.expand(batch, -1, -1, -1))
+
+    def id_embedding(self, one_hot: torch.Tensor) -> torch.Tensor:
+        """Identity embedding of a one-hot mask ``(n, 11, H, W)`` as tokens ``(h*w, n, d)``."""
+        emb = self.patch_wise_id_bank(one_hot)
+        if self.is_deaot:
+            emb = self.id_norm(emb.permute(2, 3, 0, 1)).permute(2, 3, 0, 1)
+        return map_to_seq(emb)
+
+    def propagate(self, enc_embs: list[torch.Tensor], long_term: list | None, short_term: list | None,
+                  curr_id_emb: torch.Tensor | None, pos_emb: torch.Tensor | None,
+                  size_2d: tuple[int, int]) -> tuple[list[torch.Tensor], list[list]]:
+        """Run the propagation stack on the current frame's stride-16 embedding."""
+        return self.LSTT(map_to_seq(enc_embs[-1]), long_term, short_term, curr_id_emb, pos_emb, size_2d)
+
+    def decode(self, lstt_embs: list[torch.Tensor], enc_embs: list[torch.Tensor]) -> torch.Tensor:
+        """Id logits ``(n, max_obj_num + 1, H/4, W/4)`` from propagated tokens and encoder shortcuts."""
+        n, _, h, w = enc_embs[-1].shape
+        inputs = [enc_embs[-1]] + [e.view(h, w, n, -1).permute(2, 3, 0, 1) for e in lstt_embs]
+        return self.decoder(inputs, enc_embs)

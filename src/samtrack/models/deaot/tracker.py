@@ -1,0 +1,214 @@
+"""SAM-Track's DeAOT/AOT tracker: the propagator interface on top of one or more engines.
+
+One engine carries 10 objects; ids ``10k+1 .. 10k+10`` go to engine ``k`` (renumbered 1..10),
+so up to 255 objects use 26 engines that share one image encoding per frame. With several
+engines the logits are merged as the official ``soft_logit_aggregation`` does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from samtrack.errors import InputError, ModelError
+from samtrack.models.deaot.checkpoint import load_checkpoint
+from samtrack.models.deaot.config import VariantConfig, get_variant
+from samtrack.models.deaot.engine import Engine
+from samtrack.models.deaot.network import AOTNetwork
+from samtrack.models.deaot.preprocess import normalize, resize_frame, resize_mask, target_size
+
+MAX_OBJECTS = 255
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def merge_logits(all_logits: list[torch.Tensor], slots: int) -> torch.Tensor:
+    """Merge per-engine logits: background = product of the engines' background probabilities,
+    objects = every engine's object probabilities in engine order, back to clamped logits."""
+    if len(all_logits) == 1:
+        return all_logits[0]
+    bg, fg = [], []
+    for logits in all_logits:
+        prob = torch.softmax(logits, dim=1)
+        bg.append(prob[:, 0:1])
+        fg.append(prob[:, 1:1 + slots])
+    merged = torch.cat([torch.prod(torch.cat(bg, dim=1), dim=1, keepdim=True)] + fg, dim=1)
+    return torch.logit(merged.clamp(1e-5, 1 - 1e-5))
+
+
+class DeAOTTracker:
+    """Propagates an id mask through a video: ``add_reference``, ``track``, ``update_memory``, ``reset``.
+
+    Frames are RGB ``uint8`` ``H x W x 3``; id masks ``uint8`` ``H x W`` (0 = background).
+    """
+
+    def __init__(self, network: AOTNetwork, device: str | torch.device = "cpu", long_term_mem_gap: int = 9999,
+                 max_len_long_term: int = 9999, precision: str = "fp32") -> None:
+        if long_term_mem_gap < 1 or max_len_long_term < 1:
+            raise InputError("long_term_mem_gap and max_len_long_term must be at least 1")
+        if precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        self.device = torch.device(device)
+        self.net = network.to(self.device).eval()
+        self.cfg: VariantConfig = network.cfg
+        self.long_term_mem_gap = long_term_mem_gap
+        self.max_len_long_term = max_len_long_term
+        self.precision = precision
+        self.engines: list[Engine] = []
+        self.obj_nums = 0
+        self.frame_size: tuple[int, int] | None = None
+        self.input_size: tuple[int, int] | None = None
+        self.last_native_logits: list[torch.Tensor] = []
+        self._last_frame: np.ndarray | None = None
+        self._last_enc: list[torch.Tensor] | None = None
+
+    @property
+    def max_obj_per_engine(self) -> int:
+        return self.cfg.max_obj_num
+
+    def reset(self) -> None:
+        """Forget every object and memory (the official ``restart_tracker``)."""
+        self.engines = []
+        self.obj_nums = 0
+        self.frame_size = self.input_size = None
+        self.last_native_logits = []
+        self._last_frame = self._last_enc = None
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _check_frame(self, frame: np.ndarray) -> None:
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            got = f"{type(frame).__name__} {getattr(frame, 'dtype', '')} {getattr(frame, 'shape', '')}"
+            raise InputError(f"a frame must be an RGB uint8 array of shape H x W x 3, got {got}")
+        if self.frame_size is not None and frame.shape[:2] != self.frame_size:
+            raise InputError(f"frame size changed from {self.frame_size[0]}x{self.frame_size[1]} to "
+                             f"{frame.shape[0]}x{frame.shape[1]}; every frame of a video must have the same size "
+                             "(call reset() before tracking another video)")
+
+    def _check_mask(self, mask: np.ndarray, frame_shape: tuple[int, int]) -> None:
+        if not isinstance(mask, np.ndarray) or mask.dtype != np.uint8 or mask.shape != frame_shape:
+            got = f"{type(mask).__name__} {getattr(mask, 'dtype', '')} {getattr(mask, 'shape', '')}"
+            raise InputError(f"an id mask must be a uint8 array of the frame's size {frame_shape}, got {got}")
+
+    def _encode(self, frame: np.ndarray) -> list[torch.Tensor]:
+        """Encoder features of a frame; the last frame's are reused (a keyframe is tracked, then referenced)."""
+        if self._last_enc is not None and self._last_frame is not None and np.array_equal(frame, self._last_frame):
+            return self._last_enc
+        img = normalize(resize_frame(frame, self.input_size)).to(self.device)
+        with self._autocast():
+            enc = self.net.encode_image(img)
+        self._last_frame, self._last_enc = frame.copy(), enc
+        return enc
+
+    def _mask_tensor(self, mask: np.ndarray) -> torch.Tensor:
+        m = torch.from_numpy(mask).to(self.device, torch.float32)[None, None]
+        return resize_mask(m, self.input_size)
+
+    def _split(self, mask: torch.Tensor) -> list[torch.Tensor]:
+        """Each engine's part of an id map, renumbered to 1..10 (the official ``separate_mask``)."""
+        if len(self.engines) == 1:
+            return [mask]
+        parts = []
+        for idx in range(len(self.engines)):
+            start = idx * self.max_obj_per_engine + 1
+            end = (idx + 1) * self.max_obj_per_engine
+            fg = ((mask >= start) & (mask <= end)).float()
+            parts.append((fg * mask - start + 1) * fg)
+        return parts
+
+    def _engine_obj_nums(self) -> list[int]:
+        counts = [self.max_obj_per_engine] * len(self.engines)
+        if self.obj_nums % self.max_obj_per_engine:
+            counts[-1] = self.obj_nums % self.max_obj_per_engine
+        return counts
+
+    @torch.inference_mode()
+    def add_reference(self, frame: np.ndarray, id_mask: np.ndarray) -> None:
+        """(Re)reference all objects on this frame; new ids (up to 255) join as new objects."""
+        self._check_frame(frame)
+        self._check_mask(id_mask, frame.shape[:2])
+        top = int(id_mask.max())
+        if top > MAX_OBJECTS:
+            raise InputError(f"at most {MAX_OBJECTS} objects can be tracked")
+        if self.frame_size is None:
+            self.frame_size = frame.shape[:2]
+            self.input_size = target_size(*self.frame_size, self.cfg.align_corners)
+        self.obj_nums = max(self.obj_nums, top)
+        while len(self.engines) < max(math.ceil(self.obj_nums / self.max_obj_per_engine), 1):
+            self.engines.append(Engine(self.net, self.long_term_mem_gap, self.max_len_long_term))
+        mask = self._mask_tensor(id_mask)
+        with self._autocast():
+            for engine, part, count in zip(self.engines, self._split(mask), self._engine_obj_nums()):
+                if engine.obj_nums is None or engine.obj_nums < count:
+                    engine.add_reference(self._encode(frame), part, count)
+                else:
+                    engine.update_memory(part)
+
+    @torch.inference_mode()
+    def track(self, frame: np.ndarray, return_logits: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Id mask of the next frame (memory is not updated; call :meth:`update_memory`).
+
+        With ``return_logits`` also the merged logits, float32 ``(objects + 1) x H x W``.
+        """
+        if not self.engines:
+            raise InputError("add_reference must be called with a first frame and its id mask before track")
+        self._check_frame(frame)
+        enc = self._encode(frame)
+        with self._autocast():
+            for engine in self.engines:
+                engine.propagate(enc)
+            self.last_native_logits = [engine.decode() for engine in self.engines]
+        upsampled = [F.interpolate(x, size=self.frame_size, mode="bilinear", align_corners=self.cfg.align_corners)
+                     for x in self.last_native_logits]
+        logits = merge_logits(upsampled, self.max_obj_per_engine)
+        labels = torch.argmax(logits[0], dim=0).to(torch.uint8).cpu().numpy()
+        if return_logits:
+            return labels, logits[0, :self.obj_nums + 1].cpu().numpy()
+        return labels
+
+    @torch.inference_mode()
+    def update_memory(self, id_mask: np.ndarray) -> None:
+        """Memorise the last tracked frame with its (possibly corrected) id mask."""
+        if not self.engines or self.frame_size is None:
+            raise InputError("add_reference must be called before update_memory")
+        self._check_mask(id_mask, self.frame_size)
+        if int(id_mask.max()) > self.obj_nums:
+            raise InputError(f"id mask holds id {int(id_mask.max())} but only {self.obj_nums} objects are tracked; "
+                             "add new objects with add_reference")
+        with self._autocast():
+            for engine, part in zip(self.engines, self._split(self._mask_tensor(id_mask))):
+                engine.update_memory(part)
+
+
+def load_tracker(name: str = "r50-deaotl", checkpoint: str | Path | None = None, device: str = "cpu",
+                 long_term_mem_gap: int = 9999, max_len_long_term: int = 9999,
+                 precision: str = "fp32") -> DeAOTTracker:
+    """Build a DeAOT/AOT tracker from an official checkpoint.
+
+    Args:
+        name: tracker model (``r50-deaotl``, ``deaot-t``, ... or official spellings like ``r50_deaotl``).
+        checkpoint: path to the official ``.pth`` file; None takes the registry's cached copy.
+        device: torch device.
+        long_term_mem_gap: frames between long-term memory insertions (SAM-Track default 9999).
+        max_len_long_term: most frames kept in the long-term memory (oldest dropped).
+        precision: ``fp32`` (exact), or ``bf16`` / ``fp16`` autocast for speed.
+    """
+    cfg = get_variant(name)
+    if checkpoint is None:
+        from samtrack.models.registry import resolve_file
+
+        checkpoint = resolve_file(cfg.name, kind="tracker")
+    network = AOTNetwork(cfg)
+    load_checkpoint(network, checkpoint)
+    try:
+        return DeAOTTracker(network, device, long_term_mem_gap, max_len_long_term, precision)
+    except (RuntimeError, AssertionError) as exc:  # e.g. an unavailable CUDA device
+        raise ModelError(f"cannot put the tracker on device {device!r}: {exc}") from exc

@@ -1,0 +1,109 @@
+"""Architecture and checkpoint loading of every released AOT/DeAOT variant."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import DEAOT_FIXTURES
+
+from samtrack.errors import ModelError
+from samtrack.models.deaot.checkpoint import load_checkpoint, read_state_dict
+from samtrack.models.deaot.config import VARIANTS, get_variant
+from samtrack.models.deaot.network import AOTNetwork
+
+NAMES = sorted(VARIANTS)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_dict_matches_official_keys(name: str) -> None:
+    cfg = VARIANTS[name]
+    manifest = json.loads((DEAOT_FIXTURES / f"keys_{cfg.official_name}.json").read_text())
+    net = AOTNetwork(cfg)
+    buffers = {n for n, _ in net.named_buffers()}
+    got = [{"key": k, "shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch."),
+            "kind": "buffer" if k in buffers else "parameter"} for k, t in net.state_dict().items()]
+    assert got == manifest["keys"]
+    assert sum(p.numel() for p in net.parameters()) == manifest["num_parameters"]
+
+
+@pytest.mark.parametrize("alias,name", [("r50_deaotl", "r50-deaotl"), ("deaott", "deaot-t"),
+                                        ("SwinB_AOTL", "swinb-aotl"), ("aot-l", "aot-l")])
+def test_aliases(alias: str, name: str) -> None:
+    assert get_variant(alias).name == name
+
+
+def test_unknown_variant_is_model_error() -> None:
+    with pytest.raises(ModelError, match="known names"):
+        get_variant("deaot-xxl")
+
+
+@pytest.fixture(scope="module")
+def deaott_state() -> dict[str, torch.Tensor]:
+    return read_state_dict(DEAOT_FIXTURES / "deaott.pth")
+
+
+def _save(obj: object, path: Path) -> Path:
+    torch.save(obj, path)
+    return path
+
+
+@pytest.mark.parametrize("layout", ["state_dict", "model", "bare", "module_prefix_fp32"])
+def test_checkpoint_layouts_load(layout: str, deaott_state: dict, tmp_path: Path) -> None:
+    sd = dict(deaott_state)
+    if layout == "state_dict":
+        obj = {"state_dict": sd, "optimizer": {"lr": torch.tensor(0.1)}, "step": 3}
+    elif layout == "model":
+        obj = {"model": sd}
+    elif layout == "bare":
+        obj = sd
+    else:
+        obj = {"state_dict": {f"module.{k}": v.float() for k, v in sd.items()}}
+    net = AOTNetwork(VARIANTS["deaot-t"])
+    load_checkpoint(net, _save(obj, tmp_path / "ckpt.pth"))
+    for key, value in net.state_dict().items():
+        assert value.dtype == torch.float32
+        assert torch.equal(value, sd[key].float()), key
+
+
+def test_wrong_variant_names_expected_and_found(tmp_path: Path) -> None:
+    net = AOTNetwork(VARIANTS["deaot-s"])
+    with pytest.raises(ModelError, match=r"not a deaot-s checkpoint: it looks like deaot-t"):
+        load_checkpoint(net, DEAOT_FIXTURES / "deaott.pth")
+
+
+def test_deeper_checkpoint_into_shallower_model_is_rejected(tmp_path: Path) -> None:
+    # a 3-layer DeAOT holds every key of the 1-layer one, plus more: that must not pass silently
+    sd = AOTNetwork(VARIANTS["deaot-b"]).state_dict()
+    net = AOTNetwork(VARIANTS["deaot-t"])
+    with pytest.raises(ModelError, match=r"looks like deaot-b or deaot-l .*unexpected keys"):
+        load_checkpoint(net, _save({"state_dict": sd}, tmp_path / "b.pth"))
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04garbage"])
+def test_non_checkpoint_file(content: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "x.pth"
+    path.write_bytes(content)
+    with pytest.raises(ModelError, match="not a readable PyTorch checkpoint"):
+        load_checkpoint(AOTNetwork(VARIANTS["deaot-t"]), path)
+
+
+def test_truncated_checkpoint(tmp_path: Path) -> None:
+    data = (DEAOT_FIXTURES / "deaott.pth").read_bytes()
+    path = tmp_path / "cut.pth"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError, match="truncated"):
+        load_checkpoint(AOTNetwork(VARIANTS["deaot-t"]), path)
+
+
+def test_checkpoint_without_tensors(tmp_path: Path) -> None:
+    path = _save({"epoch": 3, "state_dict": {}}, tmp_path / "empty.pth")
+    with pytest.raises(ModelError, match="holds no model weights"):
+        load_checkpoint(AOTNetwork(VARIANTS["deaot-t"]), path)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ModelError, match="does not exist"):
+        load_checkpoint(AOTNetwork(VARIANTS["deaot-t"]), Path("/nonexistent/deaott.pth"))
