@@ -209,3 +209,71 @@ def test_cli_track_reports_usage_and_input_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as usage:
         cli.main(["track", "x.mp4", "--out", "o", "--click", "12"])
     assert usage.value.code == 2
+
+
+class _BoxFill:
+    """Segmenter double for the grounding path: a box prompt gives the box itself."""
+
+    def box(self, frame, box):
+        mask = np.zeros(frame.shape[:2], bool)
+        x0, y0, x1, y1 = (round(v) for v in box)
+        mask[y0:y1, x0:x1] = True
+        return mask
+
+
+class _FixedDetector:
+    """Detector double: the same detections on every frame, with the captions it was asked."""
+
+    def __init__(self, detections):
+        self.detections, self.captions = detections, []
+
+    def detect(self, frame, caption, **thresholds):
+        self.captions.append(caption)
+        return self.detections
+
+
+def test_text_prompt_adds_labelled_objects_once(frames_dir, tmp_path):
+    from samtrack.models.grounding import Detection
+
+    det = _FixedDetector([Detection((50, 20, 120, 80), 0.9, "swan"), Detection((0, 0, 30, 30), 0.4, "water")])
+    s = Session(frames_dir, tmp_path / "run", Settings(min_area=20), segmenter=_BoxFill(), detector=det)
+    added = s.add_objects_from_text(0, "swan. water")
+    assert sorted(added) == [1, 2]
+    assert {s.objects[i].label for i in added} == {"swan", "water"}
+    assert all(s.objects[i].prompt["kind"] == "text" for i in added)
+    assert (s.mask(0)[20:80, 50:120] > 0).all()
+    assert s.add_objects_from_text(0, "swan. water") == []  # both already tracked there
+    assert s.undo().startswith("text") and s.undo().startswith("text") and not s.objects
+    s.close()
+
+
+def test_auto_mode_by_category_labels_new_objects(frames_dir, tmp_path):
+    from samtrack.models.grounding import Detection
+
+    class StillTracker:  # tracker double: objects stay where they were referenced
+        def reset(self):
+            self.ids = None
+
+        def add_reference(self, frame, ids):
+            self.ids = ids.copy()
+
+        def track(self, frame):
+            return self.ids.copy()
+
+        def update_memory(self, ids):
+            self.ids = ids.copy()
+
+    det = _FixedDetector([Detection((50, 20, 120, 80), 0.9, "swan")])
+    s = Session(frames_dir, tmp_path / "run", Settings(sam_gap=5), segmenter=_BoxFill(), detector=det,
+                tracker=StillTracker())
+    s.run_auto(categories="swan")
+    s.close()
+    assert [(o.id, o.label, o.frame) for o in s.objects.values()] == [(1, "swan", 0)]
+    assert det.captions == ["swan"] * 3  # key frames 0, 5, 10
+
+
+def test_audio_grounding_needs_a_soundtrack(blackswan_mp4, tmp_path):
+    s = Session(blackswan_mp4, tmp_path / "run")
+    with pytest.raises(InputError, match="no audio track"):
+        s.add_objects_from_audio(0)
+    s.close()

@@ -58,6 +58,11 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                       help="a click on the current object: positive, or negative with ',neg'")
     mode.add_argument("--box", action=_Ordered, dest="box", metavar="X0,Y0,X1,Y1",
                       type=lambda t: _floats(t, (4,), "box"), help="a box around a new object")
+    mode.add_argument("--text", action=_Ordered, dest="text", metavar="CAPTION",
+                      help='objects named by text ("swan. duck"), found with Grounding DINO on the current frame; '
+                           "with --auto, the categories detected on every key frame instead of segment-everything")
+    mode.add_argument("--audio", action="store_true",
+                      help="ground the most probable sound of the soundtrack (AST AudioSet labels) as --text")
     mode.add_argument("--prompts", metavar="FILE",
                       help="JSON or YAML list of prompts, each {frame, label?, points+labels | box | stroke | "
                            "mask: PNG path}")
@@ -66,6 +71,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     models = p.add_argument_group("models")
     models.add_argument("--segmenter", default=d.segmenter, help="segmenter name (see `samtrack models`) or path")
     models.add_argument("--tracker", default=d.tracker, help="tracker name (see `samtrack models`)")
+    models.add_argument("--detector", default=d.detector, help="text detector name or path (--text, --audio)")
+    models.add_argument("--audio-model", dest="audio_model", default=d.audio_model, help="audio tagger (--audio)")
     models.add_argument("--checkpoint", default=None, help="tracker checkpoint file; none: the release in the model cache")
     models.add_argument("--device", default=d.device, help="cpu, cuda, mps or auto")
     models.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16", "float16"],
@@ -79,6 +86,11 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         ("points_per_side", "segment-everything point grid"),
         ("pred_iou_thresh", "segment-everything predicted-IoU threshold"),
         ("stability_score_thresh", "segment-everything stability threshold"),
+        ("box_threshold", "text: Grounding DINO box score threshold"),
+        ("text_threshold", "text: threshold for the words that name a box"),
+        ("box_size_threshold", "text: drop boxes larger than this fraction of the frame"),
+        ("label_num", "audio: most sound labels considered"),
+        ("audio_threshold", "audio: smallest label probability"),
         ("long_term_mem_gap", "tracker: add a frame to long-term memory every N frames"),
         ("max_len_long_term", "tracker: most frames in long-term memory"),
     ]:
@@ -112,6 +124,9 @@ def _prompts_from_args(args: argparse.Namespace) -> dict[int, list[dict]]:
         elif kind == "box":
             prompts.setdefault(frame, []).append({"box": tuple(value)})
             current = None
+        elif kind == "text":
+            prompts.setdefault(frame, []).append({"text": value})
+            current = None
     for items in prompts.values():
         for item in items:
             if "points" in item and not item["points"]:
@@ -135,10 +150,10 @@ def _prompts_from_file(path: str) -> dict[int, list[dict]]:
     for n, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise InputError(f"prompt {n} in {file} is not a mapping")
-        kwargs = {k: entry[k] for k in ("label", "points", "labels", "box", "stroke") if k in entry}
+        kwargs = {k: entry[k] for k in ("label", "points", "labels", "box", "stroke", "text") if k in entry}
         if "mask" in entry:
             kwargs["mask"] = load_id_mask((file.parent / entry["mask"]).resolve()) > 0
-        unknown = set(entry) - {"frame", "label", "points", "labels", "box", "stroke", "mask"}
+        unknown = set(entry) - {"frame", "label", "points", "labels", "box", "stroke", "mask", "text"}
         if unknown:
             raise InputError(f"prompt {n} in {file} has unknown keys {sorted(unknown)}")
         prompts.setdefault(int(entry.get("frame", 0)), []).append(kwargs)
@@ -154,15 +169,29 @@ def run(args: argparse.Namespace) -> int:
     if args.prompts:
         for frame, items in _prompts_from_file(args.prompts).items():
             prompts.setdefault(frame, []).extend(items)
-    if args.auto and prompts:
-        raise InputError("give either --auto or prompts (--click/--box/--prompts), not both")
-    if not args.auto and not prompts and not args.resume:
-        raise InputError("nothing to track: give --auto, or prompts with --click/--box/--prompts")
+    categories = None
+    if args.auto:
+        texts = [p["text"] for items in prompts.values() for p in items if "text" in p]
+        if len(texts) != sum(len(items) for items in prompts.values()):
+            raise InputError("--auto takes only --text (categories to detect), not clicks, boxes or a prompts file")
+        categories = ". ".join(t.strip(" .") for t in texts) or None
+        prompts = {}
+    if not args.auto and not prompts and not args.resume and not args.audio:
+        raise InputError("nothing to track: give --auto, --audio, or prompts with --click/--box/--text/--prompts")
     settings = Settings(**{k: getattr(args, k) for k in (
         "sam_gap", "min_area", "max_obj_num", "min_new_obj_iou", "points_per_side", "pred_iou_thresh",
         "stability_score_thresh", "long_term_mem_gap", "max_len_long_term", "segmenter", "tracker",
-        "device", "dtype")}, tracker_checkpoint=args.checkpoint)
+        "device", "dtype", "detector", "audio_model", "box_threshold", "text_threshold", "box_size_threshold",
+        "label_num", "audio_threshold")}, tracker_checkpoint=args.checkpoint)
     session = Session(args.input, args.out, settings, resume=args.resume)
+    if args.audio and not args.resume:
+        sounds = session.sounds()
+        if not sounds:
+            raise InputError(f"no sound label in {args.input} is above --audio-threshold {args.audio_threshold}")
+        if not args.quiet:
+            print("sounds: " + ", ".join(f"{label} {prob:.2f}" for label, prob in sounds))
+        first = min(prompts, default=0)
+        prompts.setdefault(first, []).append({"text": sounds[0][0]})
     bar = tqdm(total=len(session), unit="frame", disable=args.quiet, dynamic_ncols=True)
 
     def progress(done: int, total: int, info: dict) -> None:
@@ -176,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         if args.resume and session.resume(prompts, progress=progress):
             pass
         elif args.auto:
-            session.run_auto(args.end, progress=progress)
+            session.run_auto(args.end, categories=categories, progress=progress)
         else:
             session.track_prompts(prompts, args.end, progress=progress)
             if args.backward:

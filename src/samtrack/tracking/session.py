@@ -76,12 +76,15 @@ class Session:
     """An interactive or automatic segment-and-track run over one video or image sequence."""
 
     def __init__(self, source: str | Path | FrameSource, out_dir: str | Path, settings: Settings | None = None,
-                 *, segmenter: Any = None, tracker: Any = None, resume: bool = False) -> None:
+                 *, segmenter: Any = None, tracker: Any = None, detector: Any = None,
+                 resume: bool = False) -> None:
         self.source = source if isinstance(source, FrameSource) else open_source(source)
         self.out_dir = Path(out_dir)
         self.settings = settings or Settings()
         self._segmenter = segmenter
         self._tracker = tracker
+        self._detector = detector
+        self._audio: Any = None
         self.objects: dict[int, TrackedObject] = {}
         self._next_id = 1
         self._undo: list[_Action] = []
@@ -232,19 +235,82 @@ class Session:
         with self._action(f"relabel object {obj_id}", []):
             self.objects[obj_id].label = label
 
-    def _register_new(self, ids: np.ndarray, segments: np.ndarray, index: int) -> list[int]:
-        """Paint the segments not yet tracked into `ids` (in place) as fresh objects; return their ids."""
+    def _register_new(self, ids: np.ndarray, segments: np.ndarray, index: int,
+                      info: dict[int, dict] | None = None) -> list[int]:
+        """Paint the segments not yet tracked into `ids` (in place) as fresh objects; return their ids.
+
+        `info` maps a segment id to the label and prompt of the object it becomes (default: a
+        segment-everything object)."""
         s = self.settings
         new = find_new_objects(ids, segments, self._next_id, min_new_obj_iou=s.min_new_obj_iou,
                                min_area=s.min_area, max_obj_num=s.max_obj_num)
-        added = [int(v) for v in np.unique(new) if v]
-        for obj_id in added:
-            self.objects[obj_id] = TrackedObject(obj_id, f"object {obj_id}", index,
-                                                 {"kind": "everything", "frame": index})
+        inside = new > 0
+        pairs = np.unique(np.stack([new[inside], segments[inside]]), axis=1).T  # (object id, segment id)
+        for obj_id, seg_id in pairs.tolist():
+            meta = (info or {}).get(seg_id, {})
+            self.objects[obj_id] = TrackedObject(obj_id, meta.get("label") or f"object {obj_id}", index,
+                                                 meta.get("prompt") or {"kind": "everything", "frame": index})
+        added = [int(p) for p in pairs[:, 0]]
         if added:
             self._next_id = max(added) + 1
-            np.copyto(ids, new, where=new > 0)
+            np.copyto(ids, new, where=inside)
         return added
+
+    # ----------------------------------------------------------------- text and audio grounding
+    @property
+    def detector(self) -> Any:
+        if self._detector is None:
+            from samtrack.models.grounding import Detector
+
+            self._detector = Detector.load(self.settings.detector, device=self.settings.device)
+        return self._detector
+
+    def _text_segments(self, index: int, caption: str) -> tuple[np.ndarray, dict[int, dict]]:
+        """Grounding DINO boxes for `caption` on frame `index`, each cut by a SAM box prompt."""
+        s = self.settings
+        frame = self.source[index]
+        detections = self.detector.detect(frame, caption, box_threshold=s.box_threshold,
+                                          text_threshold=s.text_threshold, box_size_threshold=s.box_size_threshold)
+        segments = np.zeros(frame.shape[:2], dtype=np.uint8)
+        info: dict[int, dict] = {}
+        # Painted from the least to the most confident, so the best detection keeps overlapping pixels.
+        for seg_id, det in reversed(list(enumerate(detections[:255], 1))):
+            segments[self.segmenter.box(frame, det.box)] = seg_id
+            info[seg_id] = {"label": det.phrase or caption.strip(" ."),
+                            "prompt": {"kind": "text", "frame": index, "caption": caption,
+                                       "box": [round(v, 2) for v in det.box], "score": round(det.score, 4)}}
+        return segments, info
+
+    def add_objects_from_text(self, frame_index: int, caption: str) -> list[int]:
+        """Detect what `caption` names on a frame ("swan. water") and add every instance not yet
+        tracked there as a new object labelled with its phrase. Undoable. Returns the new ids."""
+        index = self._check_frame(frame_index)
+        segments, info = self._text_segments(index, caption)
+        with self._action(f"text {caption!r}", [index]):
+            ids = self.mask(index).copy()
+            added = self._register_new(ids, segments, index, info)
+            self._set_mask(index, ids)
+        return added
+
+    def sounds(self, start: float | None = None, end: float | None = None) -> list[tuple[str, float]]:
+        """The AudioSet labels of the input's soundtrack (or a time window), most probable first."""
+        from samtrack.models.audio import AudioTagger, decode_audio
+
+        if not self.source.has_audio:
+            raise InputError(f"{self.source.path} has no audio track, so there is no sound to ground")
+        if self._audio is None:
+            self._audio = AudioTagger.load(self.settings.audio_model, device=self.settings.device)
+        waveform, rate = decode_audio(self.source.path, start, end)
+        return self._audio.tag(waveform, rate, self.settings.label_num, self.settings.audio_threshold)
+
+    def add_objects_from_audio(self, frame_index: int, start: float | None = None,
+                               end: float | None = None) -> tuple[str, list[int]]:
+        """Ground the most probable sound label as a text prompt on a frame; returns (label, new ids)."""
+        labels = self.sounds(start, end)
+        if not labels:
+            raise InputError(f"no sound label in {self.source.path} is above the threshold "
+                             f"{self.settings.audio_threshold}")
+        return labels[0][0], self.add_objects_from_text(frame_index, labels[0][0])
 
     # ----------------------------------------------------------------- undo / redo
     class _ActionScope:
@@ -385,15 +451,21 @@ class Session:
             if ids is not None:
                 self.store.put(i, ids)
             for kwargs in prompts[i]:
-                self.add_object(i, **kwargs)
+                if "text" in kwargs:
+                    self.add_objects_from_text(i, kwargs["text"])
+                else:
+                    self.add_object(i, **kwargs)
             return self.mask(i)
 
         return keyframe
 
-    def run_auto(self, end: int | None = None, *, progress: Progress | None = None,
-                 cancel: Callable[[], bool] | None = None) -> None:
+    def run_auto(self, end: int | None = None, *, categories: str | None = None,
+                 progress: Progress | None = None, cancel: Callable[[], bool] | None = None) -> None:
         """SAM-Track's automatic mode: segment everything on frame 0 and every `sam_gap` frames, add
         the segments not yet tracked as new objects (fresh ids), and track everything in between.
+
+        With `categories` ("swan. duck"), key frames detect those categories with Grounding DINO
+        instead of segmenting everything (SAM-Track's demo_instseg), and new objects get their label.
 
         Resumable: on a session opened with resume=True, the tracker's memory is rebuilt from the
         stored masks and tracking continues where it stopped.
@@ -401,20 +473,27 @@ class Session:
         end = self._end(end, len(self.source) - 1)
         tl = self._timeline
         if tl is not None and tl["mode"] == "auto":
+            categories = categories or tl.get("categories")
             first = tl["cursor"] + 1 if self._memory_live else self._replay() + 1
         elif self.objects or self.store.has(0):
             raise InputError("automatic mode starts from an empty run; this run already holds objects")
         else:
             first = 0
-            self._timeline = {"mode": "auto", "start": 0, "cursor": -1, "keyframes": []}
+            self._timeline = {"mode": "auto", "start": 0, "cursor": -1, "keyframes": [], "categories": categories}
         gap = self.settings.sam_gap
 
         def keyframe(i: int, ids: np.ndarray | None) -> np.ndarray:
             t = time.perf_counter()
-            segments = self.segmenter.everything(self.source[i], **self.settings.everything_args())
-            self._add_time("segment_everything", time.perf_counter() - t)
+            if categories:
+                segments, info = self._text_segments(i, categories)
+                self._add_time("detect", time.perf_counter() - t)
+            else:
+                segments, info = self.segmenter.everything(self.source[i], **self.settings.everything_args()), None
+                self._add_time("segment_everything", time.perf_counter() - t)
             ids = np.zeros_like(segments) if ids is None else ids.copy()
-            self._register_new(ids, segments, i)
+            t = time.perf_counter()
+            self._register_new(ids, segments, i, info)
+            self._add_time("merge_new_objects", time.perf_counter() - t)
             return ids
 
         keyframes = {i: keyframe for i in range(first + (-first % gap), end + 1, gap)}

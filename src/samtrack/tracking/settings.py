@@ -28,6 +28,14 @@ class Settings:
     tracker_checkpoint: str | None = None
     device: str = "cpu"
     dtype: str = "float32"
+    # text and audio grounding (SAM-Track's detector / audio defaults)
+    detector: str = "grounding-dino-tiny"
+    box_threshold: float = 0.25
+    text_threshold: float = 0.25
+    box_size_threshold: float = 1.0  # drop boxes larger than this fraction of the frame
+    audio_model: str = "ast-audioset"
+    label_num: int = 6
+    audio_threshold: float = 0.05
     # aot_args
     long_term_mem_gap: int = 9999
     max_len_long_term: int = 9999
