@@ -301,3 +301,23 @@ def test_bf16_autocast_runs_close_to_fp32() -> None:
 def test_rejects_wrong_input_shape() -> None:
     with pytest.raises(ValueError, match="expects a"):
         tiny()(torch.randn(1, 4, 32, 32))
+
+
+def test_cached_window_maps_serve_inference_and_training() -> None:
+    model = tiny()
+    randomize(model, seed=5)
+    x = torch.randn(1, 3, 64, 96)
+    with torch.inference_mode():
+        first = model(x)
+    with torch.no_grad():
+        again = model(x)  # same size: cached index maps
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    # Maps cached under inference_mode must also serve an autograd forward of the same size.
+    model.train()
+    table = model.layers[2].blocks[0].attn.relative_position_bias_table
+    table.requires_grad_(True)
+    model(x)[2].square().mean().backward()
+    assert table.grad is not None and table.grad.abs().sum() > 0
+    with torch.no_grad():
+        other = model.eval()(torch.randn(1, 3, 48, 80))  # new size: maps rebuilt
+    assert other[0].shape == (1, 16, 12, 20)

@@ -355,6 +355,18 @@ class BasicLayer(nn.Module):
             for i in range(depth)
         )
         self.downsample = PatchMerging(dim) if downsample else None
+        # Index maps of the last input size (video frames share one size); not module state.
+        self._geometry: tuple[tuple[int, int, int, torch.device], WindowGeometry] | None = None
+
+    def geometry(self, batch: int, height: int, width: int, device: torch.device) -> WindowGeometry:
+        """Window index maps for this input size, reused while the size stays the same."""
+        key = (batch, height, width, device)
+        if self._geometry is None or self._geometry[0] != key:
+            # Normal tensors even under inference_mode, so a later autograd forward may reuse them.
+            with torch.inference_mode(False):
+                geometry = WindowGeometry(batch, height, width, self.window_size, self.shift_size, device)
+            self._geometry = (key, geometry)
+        return self._geometry[1]
 
     def forward(self, x: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
         """Run the stage on flat tokens ``(B * H * W, C)`` of ``height`` x ``width`` maps.
@@ -363,7 +375,7 @@ class BasicLayer(nn.Module):
             (stage output ``(B, H, W, C)``, input of the next stage ``(B, H', W', C')``).
         """
         batch = x.shape[0] // (height * width)
-        geometry = WindowGeometry(batch, height, width, self.window_size, self.shift_size, x.device)
+        geometry = self.geometry(batch, height, width, x.device)
         for blk in self.blocks:
             x = blk(x, geometry)
         x = x.view(batch, height, width, -1)
