@@ -146,3 +146,13 @@ def test_cli_models_and_download(cache, file_server, monkeypatch, capsys):
     with pytest.raises(SystemExit) as usage:
         cli.main(["download"])
     assert usage.value.code == 2
+
+
+def test_ensure_available_reports_every_missing_model_at_once(cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAMTRACK_OFFLINE", "1")
+    local = tmp_path / "mine.pth"
+    local.write_bytes(b"x")
+    registry.ensure_available([(str(local), "tracker")])  # local paths are the loaders' business
+    with pytest.raises(ModelError) as err:
+        registry.ensure_available([("r50-deaotl", "tracker"), ("sam-vit-b", "segmenter")])
+    assert "samtrack download r50-deaotl" in str(err.value) and "samtrack download sam-vit-b" in str(err.value)

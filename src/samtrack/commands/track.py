@@ -11,6 +11,8 @@ import yaml
 
 from samtrack.errors import InputError
 from samtrack.io.masks import load_id_mask
+from samtrack.io.sources import open_source
+from samtrack.models import registry
 from samtrack.tracking.settings import Settings
 
 
@@ -183,7 +185,16 @@ def run(args: argparse.Namespace) -> int:
         "stability_score_thresh", "long_term_mem_gap", "max_len_long_term", "segmenter", "tracker",
         "device", "dtype", "detector", "audio_model", "box_threshold", "text_threshold", "box_size_threshold",
         "label_num", "audio_threshold")}, tracker_checkpoint=args.checkpoint)
-    session = Session(args.input, args.out, settings, resume=args.resume)
+    source = open_source(args.input)  # a bad input is reported before any model is looked for
+    needed = [(settings.tracker if args.checkpoint is None else args.checkpoint, "tracker")]
+    if args.auto and not categories or any("text" not in p for items in prompts.values() for p in items):
+        needed.append((settings.segmenter, "segmenter"))
+    if categories or args.audio or any("text" in p for items in prompts.values() for p in items):
+        needed += [(settings.segmenter, "segmenter"), (settings.detector, "detector")]
+    if args.audio:
+        needed.append((settings.audio_model, "audio"))
+    registry.ensure_available(list(dict.fromkeys(needed)))
+    session = Session(source, args.out, settings, resume=args.resume)
     if args.audio and not args.resume:
         sounds = session.sounds()
         if not sounds:

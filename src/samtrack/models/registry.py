@@ -353,3 +353,22 @@ def _download_url(spec: ModelSpec, progress: bool) -> Path:
     finally:
         part.unlink(missing_ok=True)
     return target
+
+
+def ensure_available(names_and_kinds: list[tuple[str, str]]) -> None:
+    """Make sure the weights of several models are at hand (downloading what is missing), and report
+    every missing one in a single error rather than one at a time as each model loads."""
+    problems = []
+    for name, kind in names_and_kinds:
+        if Path(name).expanduser().exists():
+            continue  # a local file or directory: its loader checks it
+        spec = find_spec(name)
+        try:
+            if spec is None or spec.hub_id:
+                resolve_pretrained(name, spec.kind if spec else kind)
+            else:
+                resolve_file(name, spec.kind)
+        except ModelError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ModelError(" | ".join(problems) if len(problems) > 1 else problems[0])
