@@ -148,10 +148,15 @@ def test_resume_after_interrupt_gives_the_same_masks(frames_dir, tiny_sam, tmp_p
     full.run_auto()
     full.close()
 
+    def ctrl_c(done: int, total: int, info: dict) -> None:
+        if info["frame"] == 7:
+            raise KeyboardInterrupt
+
     part = Session(frames_dir, tmp_path / "part", settings(tiny_sam))
-    part.run_auto(progress=lambda done, total, info: None, cancel=lambda: part.store.has(7))
+    with pytest.raises(KeyboardInterrupt):
+        part.run_auto(progress=ctrl_c)
     part.close()
-    assert 8 <= len(mask_bytes(tmp_path / "part")) < N_FRAMES
+    assert len(mask_bytes(tmp_path / "part")) == 8  # frames 0-7, each complete
     resumed = Session(frames_dir, tmp_path / "part", resume=True)
     assert resumed.resume()
     resumed.close()
