@@ -118,10 +118,13 @@ class Sam2VideoPropagator:
         self._step += 1
         pixels = self.processor(images=frame, return_tensors="pt")["pixel_values"]
         features = steps.encode_frame(self.model, pixels.to(self.device, self.model.dtype))
-        for mem in self._objects.values():
-            mem.prune(self._step, self.num_memory_frames, self.num_pointer_frames)
+        self._prune(self._step)
         self._pending = _Pending(self._step, frame.copy(), features, [])
         return self._pending
+
+    def _prune(self, step: int) -> None:
+        for mem in self._objects.values():
+            mem.prune(step, self.num_memory_frames, self.num_pointer_frames)
 
     def _binary_masks(self, id_mask: np.ndarray, ids: list[int]) -> torch.Tensor:
         """Per-object masks at the model's input size, resized as transformers' processor does."""
@@ -216,15 +219,14 @@ class Sam2VideoPropagator:
             changed = [oid for oid in pending.ids if not np.array_equal(id_mask == oid, pending.labels == oid)]
             kept = [i for i, oid in enumerate(pending.ids) if oid not in changed]
         if kept:
-            index = torch.tensor(kept, device=self.device)
-            decoded = Decoded(*(getattr(pending.decoded, n).index_select(0, index)
-                                for n in ("low_res", "high_res", "pointer", "score")))
+            decoded = pending.decoded.select(torch.tensor(kept, device=self.device))
             self._remember(pending, [pending.ids[i] for i in kept], decoded, binarize=False, conditioning=False)
         given = changed + new_ids
         if given:
             decoded = steps.mask_as_output(self.model, pending.features, self._binary_masks(id_mask, given))
             self._remember(pending, given, decoded, binarize=True, conditioning=conditioning)
         pending.committed = True
+        self._prune(pending.step + 1)  # keep only what the next frame can attend to
         pending.decoded = pending.logits = None  # the high-resolution predictions are not needed any more
 
     @torch.inference_mode()

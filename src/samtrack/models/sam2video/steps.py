@@ -38,6 +38,13 @@ class Decoded:
     pointer: torch.Tensor  # B x 1 x C object pointers
     score: torch.Tensor  # B x 1 x 1 object-appearance logits
 
+    def select(self, index: torch.Tensor) -> Decoded:
+        """The objects at `index` (a 1-D index tensor), in that order."""
+        return Decoded(*(getattr(self, name).index_select(0, index) for name in _FIELDS))
+
+
+_FIELDS = ("low_res", "high_res", "pointer", "score")
+
 
 def memory_batch_dim(model: VideoModel) -> int:
     """Axis of the object batch in the memory encoder's output (SAM 2: HW x B x C; EdgeTAM: B x T x C)."""
@@ -129,6 +136,10 @@ def encode_memory(model: VideoModel, frame: FrameFeatures, decoded: Decoded,
                   binarize: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Memory features and their positional encoding for a batch of objects (library layout)."""
     batch = decoded.high_res.shape[0]
+    if isinstance(model, EdgeTamVideoModel) and batch > 1:
+        # EdgeTAM's perceiver resampler views an expanded tensor, which only works for a batch of one.
+        parts = [encode_memory(model, frame, decoded.select(torch.tensor([i], device=decoded.low_res.device)), binarize) for i in range(batch)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     feats = frame.feats[-1].expand(-1, batch, -1)
     return model._encode_new_memory(current_vision_feats=feats, pred_masks_high_res=decoded.high_res,
                                     object_score_logits=decoded.score, is_mask_from_pts=binarize)
