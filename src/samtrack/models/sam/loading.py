@@ -1,0 +1,93 @@
+"""Find, load and place a SAM-family image model: registry name, hub id, local directory or original ``.pth``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from transformers import (
+    EdgeTamModel,
+    Sam2ImageProcessor,
+    Sam2Model,
+    SamHQModel,
+    SamImageProcessor,
+    SamModel,
+)
+
+from samtrack.errors import InputError, ModelError
+from samtrack.models.registry import resolve_pretrained
+from samtrack.models.sam.backends import PromptModel, Sam2PromptModel, SamHQPromptModel
+from samtrack.models.sam.convert import sam_from_official_checkpoint
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+# config.json model_type -> (model class, image processor class, backend class)
+_FAMILIES = {
+    "sam": (SamModel, SamImageProcessor, PromptModel),
+    "sam_hq": (SamHQModel, SamImageProcessor, SamHQPromptModel),
+    "sam2": (Sam2Model, Sam2ImageProcessor, Sam2PromptModel),
+    "edgetam": (EdgeTamModel, Sam2ImageProcessor, Sam2PromptModel),
+}
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; anything else must name an available device."""
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise InputError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device cuda requested but no CUDA GPU is available: use device='cpu' or 'auto'")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError("device mps requested but MPS is not available: use device='cpu' or 'auto'")
+    return resolved
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    if dtype not in DTYPES:
+        raise InputError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def _model_type(directory: Path) -> str:
+    config = directory / "config.json"
+    try:
+        model_type = json.loads(config.read_text())["model_type"]
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelError(f"{directory} has no readable config.json with a model_type; "
+                         "pass a directory saved with save_pretrained or a registry name") from err
+    if model_type not in _FAMILIES:
+        raise ModelError(f"{directory} holds a {model_type!r} model, not a SAM-family segmenter "
+                         f"(expected one of {', '.join(_FAMILIES)})")
+    return model_type
+
+
+def load_prompt_model(
+    name_or_path: str, device: str | torch.device = "auto", dtype: str | torch.dtype = "float32"
+) -> PromptModel:
+    """Load a SAM-family model by registry name, hub id, save_pretrained directory or original ``.pth`` file."""
+    target_device, target_dtype = resolve_device(device), resolve_dtype(dtype)
+    local = Path(str(name_or_path)).expanduser()
+    path = local if local.is_file() else Path(resolve_pretrained(str(name_or_path), "segmenter"))
+    if path.is_file():
+        return PromptModel(sam_from_official_checkpoint(path), SamImageProcessor(), target_device, target_dtype)
+    model_class, processor_class, backend_class = _FAMILIES[_model_type(path)]
+    try:
+        model = model_class.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise ModelError(f"cannot load the segmenter weights in {path} ({err}); "
+                         "re-download them (`samtrack download`) or re-save the directory") from err
+    try:
+        processor = processor_class.from_pretrained(path)
+    except OSError:
+        processor = processor_class()  # directories saved without a processor use the family default
+    return backend_class(model, processor, target_device, target_dtype)
