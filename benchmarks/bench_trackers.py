@@ -1,0 +1,121 @@
+"""Propagator speed and memory: SAM 2.1 (4 sizes), EdgeTAM, R50-DeAOT-L and DeAOT-T side by side.
+
+    .venv/bin/python benchmarks/bench_trackers.py [--frames 500] [--objects 1 5 20] [--models ...]
+        [--device cpu] [--threads N]
+
+Every model is built at its released size with random weights (speed and memory do not depend on
+the weights' values): SAM 2.1 / EdgeTAM from their full configurations, DeAOT from the random-weight
+official-format checkpoints in ../shared/fixtures/deaot. Each (model, object count) runs in its own
+process on DAVIS blackswan at 854x480 (frames looped): frame 0 is the reference with K objects
+(tiles of a grid over the frame), then `--frames` frames are tracked with a memory update each.
+Printed per cell: median milliseconds per tracked frame (track + update_memory) and the process's
+peak RSS at the end. Numbers depend on how busy the machine is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+FRAMES = SHARED / "data" / "davis2016" / "JPEGImages" / "480p" / "blackswan"
+DEAOT = {"r50-deaotl": SHARED / "fixtures" / "deaot" / "r50_deaotl.pth",
+         "deaot-t": SHARED / "fixtures" / "deaot" / "deaott.pth"}
+MODELS = ("sam2.1-tiny", "sam2.1-small", "sam2.1-base-plus", "sam2.1-large", "edgetam", "r50-deaotl", "deaot-t")
+
+
+def grid_ids(shape: tuple[int, int], count: int) -> np.ndarray:
+    """`count` objects as tiles of a near-square grid covering the frame."""
+    rows = int(np.ceil(np.sqrt(count)))
+    cols = int(np.ceil(count / rows))
+    ids = np.zeros(shape, np.uint8)
+    h, w = shape[0] // rows, shape[1] // cols
+    for k in range(count):
+        r, c = divmod(k, cols)
+        ids[r * h + h // 8:(r + 1) * h - h // 8, c * w + w // 8:(c + 1) * w - w // 8] = k + 1
+    return ids
+
+
+def build(name: str, device: str):
+    if name in DEAOT:
+        from samtrack.models.deaot.tracker import load_tracker
+
+        return load_tracker(name, checkpoint=DEAOT[name], device=device)
+    from transformers import EdgeTamVideoModel, Sam2VideoModel
+
+    from samtrack.models.sam2video import Sam2VideoPropagator
+    from samtrack.models.sam2video.configs import full_size_config
+    from samtrack.models.sam2video.loading import default_processor
+
+    config = full_size_config(name)
+    model = (EdgeTamVideoModel if name == "edgetam" else Sam2VideoModel)(config)
+    return Sam2VideoPropagator(model, default_processor(config.image_size), device=device)
+
+
+def worker(name: str, objects: int, frames: int, device: str, threads: int | None) -> dict:
+    """One measurement in this process: per-frame latencies and peak RSS."""
+    import torch
+    from PIL import Image
+
+    if threads:
+        torch.set_num_threads(threads)
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(FRAMES.glob("*.jpg"))[:50]]
+    tracker = build(name, device)
+    tracker.add_reference(images[0], grid_ids(images[0].shape[:2], objects))
+    times = []
+    for i in range(1, frames + 1):
+        start = time.perf_counter()
+        tracker.update_memory(tracker.track(images[i % len(images)]))
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    # Linux reports ru_maxrss in KiB.
+    return {"ms": statistics.median(times) * 1000, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=500, help="frames tracked per run (peak RSS is after them)")
+    parser.add_argument("--objects", type=int, nargs="+", default=[1, 5, 20])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--worker", nargs=2, metavar=("MODEL", "OBJECTS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        result = worker(args.worker[0], int(args.worker[1]), args.frames, args.device, args.threads)
+        print(json.dumps(result))
+        return
+    results: dict[tuple[str, int], dict] = {}
+    for name in args.models:
+        for count in args.objects:
+            cmd = [sys.executable, __file__, "--worker", name, str(count), "--frames", str(args.frames),
+                   "--device", args.device] + (["--threads", str(args.threads)] if args.threads else [])
+            done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+            if done.returncode != 0:
+                sys.exit(f"{name} with {count} objects failed:\n{done.stderr[-2000:]}")
+            results[name, count] = json.loads(done.stdout.strip().splitlines()[-1])
+            print(f"  {name:17s} {count:3d} objects: {results[name, count]['ms']:9.1f} ms/frame, "
+                  f"peak RSS {results[name, count]['rss_mb']:7.0f} MB", file=sys.stderr, flush=True)
+    print(f"\nPer-frame tracking latency (median ms, track + update_memory), {args.device}, 854x480, "
+          f"{args.frames} frames per run; peak RSS (MB) after them")
+    header = "| model | " + " | ".join(f"{k} obj ms" for k in args.objects) + " | " + \
+        " | ".join(f"{k} obj RSS MB" for k in args.objects) + " |"
+    print(header)
+    print("|" + "---|" * (1 + 2 * len(args.objects)))
+    for name in args.models:
+        cells = [f"{results[name, k]['ms']:.0f}" for k in args.objects]
+        cells += [f"{results[name, k]['rss_mb']:.0f}" for k in args.objects]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
