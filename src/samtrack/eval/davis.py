@@ -104,6 +104,12 @@ class EvalReport:
         return {name: float(np.mean([m[name] for m in per_object])) for name in MEASURES}
 
 
+def _load_with_histogram(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """An id mask and its pixel count per id (0..255)."""
+    mask = load_id_mask(path)
+    return mask, np.bincount(mask.ravel(), minlength=256)
+
+
 def _score_frame(
     gt: np.ndarray, pred_path: Path, object_ids: Sequence[int], boundary_threshold: float
 ) -> list[tuple[float, float]]:
@@ -148,8 +154,9 @@ def evaluate_sequence(
             f"{pred_dir / missing[0]} (one mask per annotated frame, same file name)"
         )
     run = executor.map if executor else map
-    gt_masks = dict(zip(frames, run(load_id_mask, [gt_dir / frame for frame in frames])))
-    ids = sorted({int(i) for mask in gt_masks.values() for i in np.unique(mask) if i != 0})
+    loaded = list(run(_load_with_histogram, [gt_dir / frame for frame in frames]))
+    gt_masks = {frame: mask for frame, (mask, _) in zip(frames, loaded)}
+    ids = [int(i) for i in np.flatnonzero(sum(histogram for _, histogram in loaded)[1:]) + 1]
 
     def score(frame: str) -> list[tuple[float, float]]:
         return _score_frame(gt_masks[frame], pred_dir / frame, ids, boundary_threshold)
