@@ -14,7 +14,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from samtrack.errors import InputError
-from samtrack.eval.davis import EvalReport, evaluate
+from samtrack.eval.davis import EvalReport, evaluate, find_sequences
 from samtrack.eval.report import format_table, summary_line, to_csv, to_json
 from samtrack.eval.vos import count_frames, dataset_sequences, parse_init, run_semi_supervised
 from samtrack.io.atomic import write_text_atomic
@@ -84,7 +84,8 @@ def score_and_report(
     args: argparse.Namespace, pred_dir: Path, gt_dir: Path, sequences: list[str] | None = None
 ) -> EvalReport:
     """Score, print the table and summary line, and write the requested files."""
-    with tqdm(total=len(sequences) if sequences else None, desc="scoring", unit="seq",
+    sequences = sequences or list(find_sequences(gt_dir))
+    with tqdm(total=len(sequences), desc="scoring", unit="seq",
               disable=args.quiet, file=sys.stderr) as bar:
         report = evaluate(
             pred_dir,

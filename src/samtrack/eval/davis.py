@@ -1,8 +1,8 @@
 """Score predicted id masks against ground truth laid out the DAVIS way.
 
 Layout: a root folder with one sub-folder of PNG masks per sequence (``<root>/<sequence>/<frame>.png``),
-or a single sequence folder, or a DAVIS root (``Annotations/480p`` is used). A prediction is needed for
-every annotated frame that is scored, under the same file name.
+a single sequence folder, or a dataset root holding ``Annotations/480p`` or ``Annotations``. A
+prediction is needed for every annotated frame that is scored, under the same file name.
 
 DAVIS semi-supervised conventions (the DAVIS-2017 evaluation code and `vos-benchmark`): the first
 annotated frame (the one given to the tracker) and the last are not scored; every object id that
@@ -46,9 +46,10 @@ def find_sequences(root: Path) -> dict[str, Path]:
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"{root} is not a folder; give a folder of mask PNGs or of sequence folders")
-    davis_annotations = root / "Annotations" / "480p"
-    if davis_annotations.is_dir():
-        root = davis_annotations
+    for folder in (root / "Annotations" / "480p", root / "Annotations"):
+        if folder.is_dir():
+            root = folder
+            break
     if annotated_frames(root):
         return {root.name: root}
     sequences = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and annotated_frames(p)}
