@@ -48,7 +48,6 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "(0..1) with per-frame values in the JSON. With --run DAVIS_ROOT the predictions are made "
         "first: the tracker gets each sequence's first frame and its ground-truth mask (or a mask "
         "from simulated clicks, --init clicks:N) and propagates it.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("pred_dir", type=Path, nargs="?", metavar="PRED_DIR",
                    help="predictions: one folder of PNG masks per sequence, or one sequence folder")
@@ -70,13 +69,15 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="track every sequence of this DAVIS root (JPEGImages/, Annotations/), then score")
     r.add_argument("--out", type=Path, metavar="DIR",
                    help="where --run writes predictions, <DIR>/<sequence>/<frame>.png (default: eval-<tracker>)")
-    r.add_argument("--tracker", default="r50-deaotl", help="tracker name (see `samtrack models`)")
+    r.add_argument("--tracker", default="r50-deaotl",
+                   help="tracker name (see `samtrack models`; default: r50-deaotl)")
     r.add_argument("--checkpoint", type=Path, help="tracker checkpoint file (default: the cached release)")
     r.add_argument("--init", default="gt", metavar="gt|clicks:N",
                    help="first-frame masks: the ground truth, or N simulated clicks per object through "
-                        "--segmenter (each at the centre of the largest remaining error)")
-    r.add_argument("--segmenter", default="sam-vit-b", help="segmenter for --init clicks:N (name or path)")
-    r.add_argument("--device", default="cpu", help="torch device for the models (cpu, cuda, mps)")
+                        "--segmenter (each at the centre of the largest remaining error); default: gt")
+    r.add_argument("--segmenter", default="sam-vit-b",
+                   help="segmenter for --init clicks:N (name or path; default: sam-vit-b)")
+    r.add_argument("--device", default="cpu", help="torch device for the models: cpu (default), cuda, mps")
     return p
 
 
