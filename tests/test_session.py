@@ -63,9 +63,10 @@ def tiny_sam(tmp_path_factory) -> str:
 
 
 def settings(tiny_sam: str, tracker: str = "deaot-t", **kw) -> Settings:
-    ckpt = DEAOT_FIXTURES / ("deaott.pth" if tracker == "deaot-t" else "r50_deaotl.pth")
+    fixture = {"deaot-t": "deaott.pth", "r50-deaotl": "r50_deaotl.pth"}.get(tracker)
+    ckpt = str(DEAOT_FIXTURES / fixture) if fixture else None
     # Random SAM weights predict low IoU/stability, so the thresholds are opened to get segments at all.
-    base = {"segmenter": tiny_sam, "tracker": tracker, "tracker_checkpoint": str(ckpt), "sam_gap": 5,
+    base = {"segmenter": tiny_sam, "tracker": tracker, "tracker_checkpoint": ckpt, "sam_gap": 5,
             "min_area": 20, "points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0,
             "crop_n_layers": 0, "min_mask_region_area": 0}
     return Settings(**{**base, **kw})
@@ -282,3 +283,15 @@ def test_audio_grounding_needs_a_soundtrack(blackswan_mp4, tmp_path):
     with pytest.raises(InputError, match="no audio track"):
         s.add_objects_from_audio(0)
     s.close()
+
+
+def test_auto_mode_runs_unchanged_with_a_sam2_tracker(frames_dir, tiny_sam, tmp_path):
+    from test_sam2_video import save_tiny
+
+    tracker_dir = save_tiny("sam2", tmp_path / "sam2")
+    s = Session(frames_dir, tmp_path / "run", settings(tiny_sam, tracker=str(tracker_dir)))
+    s.run_auto(end=6)
+    s.close()
+    assert s.objects and {o.frame for o in s.objects.values()} <= {0, 5}
+    for i in range(7):
+        assert set(np.unique(s.mask(i)).tolist()) <= set(s.objects) | {0}

@@ -72,7 +72,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                       help="also carry objects added after frame 0 back towards frame 0")
     models = p.add_argument_group("models")
     models.add_argument("--segmenter", default=d.segmenter, help="segmenter name (see `samtrack models`) or path")
-    models.add_argument("--tracker", default=d.tracker, help="tracker name (see `samtrack models`)")
+    models.add_argument("--tracker", default=d.tracker,
+                        help="tracker: r50-deaotl, deaot-t/s/b/l, swinb-deaotl, aot-*, sam2.1-tiny/small/base-plus/"
+                             "large, edgetam (see `samtrack models`), or a local path")
     models.add_argument("--detector", default=d.detector, help="text detector name or path (--text, --audio)")
     models.add_argument("--audio-model", dest="audio_model", default=d.audio_model, help="audio tagger (--audio)")
     models.add_argument("--checkpoint", default=None, help="tracker checkpoint file; none: the release in the model cache")

@@ -116,12 +116,14 @@ class Session:
     @property
     def tracker(self) -> Any:
         if self._tracker is None:
-            from samtrack import load_tracker
+            from samtrack.models.sam2video.loading import load_propagator
 
             s = self.settings
-            self._tracker = load_tracker(s.tracker, checkpoint=s.tracker_checkpoint, device=s.device,
-                                         long_term_mem_gap=s.long_term_mem_gap,
-                                         max_len_long_term=s.max_len_long_term)
+            self._tracker = load_propagator(s.tracker, checkpoint=s.tracker_checkpoint, device=s.device,
+                                            long_term_mem_gap=s.long_term_mem_gap,
+                                            max_len_long_term=s.max_len_long_term,
+                                            num_memory_frames=s.num_memory_frames,
+                                            max_conditioning_frames=s.max_conditioning_frames)
         return self._tracker
 
     # ----------------------------------------------------------------- frames and masks

@@ -39,6 +39,9 @@ class Settings:
     # aot_args
     long_term_mem_gap: int = 9999
     max_len_long_term: int = 9999
+    # SAM 2.1 / EdgeTAM trackers' memory (None: the model's own number of memory frames)
+    num_memory_frames: int | None = None
+    max_conditioning_frames: int = 4
 
     def __post_init__(self) -> None:
         from samtrack.errors import InputError
