@@ -24,6 +24,7 @@ from transformers import (
 from samtrack.errors import InputError, ModelError
 from samtrack.models.sam2video import Sam2VideoPropagator, load_propagator
 from samtrack.models.sam2video.loading import default_processor
+from samtrack.models.sam2video.memory import MemoryFrame, ObjectMemory
 
 S = 64  # model input size
 SIZE = (128, 72)  # frames: DAVIS 854x480 scaled down
@@ -249,6 +250,20 @@ def test_memory_stays_bounded(tiny_dirs, frames, reference):
     assert max(max(s.values()) for s in sizes) <= 2 + pointer_window + 1
     assert sizes[-1] == sizes[-8]  # flat once the windows are full
     assert min(trk._objects[1].conditioning) == 0  # the object's first reference is always kept
+
+
+def test_conditioning_cap_keeps_the_first_reference_and_the_newest():
+    frame = MemoryFrame(torch.zeros(1), torch.zeros(1), torch.zeros(1, 1, 1))
+    mem = ObjectMemory()
+    for step in (0, 4, 9, 12):
+        mem.add_conditioning(step, frame, cap=3)
+    assert list(mem.conditioning) == [0, 9, 12]
+    mem.add_conditioning(20, frame, cap=1)
+    assert list(mem.conditioning) == [20]  # with room for one, a correction replaces the reference
+    for step in range(21, 40):
+        mem.add_tracked(step, frame)
+        mem.prune(step + 1, num_memory_frames=6, num_pointer_frames=15)
+    assert list(mem.recent) == list(range(34, 40)) and list(mem.pointers) == list(range(25, 34))
 
 
 def test_errors(tiny_dirs, frames, reference):

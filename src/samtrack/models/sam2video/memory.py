@@ -3,8 +3,9 @@
 Frames are counted in the order they are fed (``step``), not by their index in the video, so feeding
 frames in reverse order is backward propagation with nothing else to change. What one object keeps:
 
-- conditioning frames (reference masks): its first one always, plus the most recent ones up to
-  ``max_conditioning_frames`` in all; each is attended to with SAM 2's "conditioning" temporal slot;
+- conditioning frames (reference masks): the most recent ones up to ``max_conditioning_frames``, and
+  always its first one when that is 2 or more; each is attended to with SAM 2's "conditioning"
+  temporal slot;
 - spatial memory of the last ``num_memory_frames`` tracked frames (SAM 2: 6), with the temporal
   slot of their distance in steps;
 - object pointers of the last ``max_object_pointers - 1`` tracked frames (SAM 2: 15), small vectors.
@@ -38,13 +39,14 @@ class ObjectMemory:
     pointers: dict[int, torch.Tensor] = field(default_factory=dict)  # step -> pointer, older than `recent`
 
     def add_conditioning(self, step: int, frame: MemoryFrame, cap: int) -> None:
-        """Store a reference frame; beyond `cap`, drop the oldest one except the object's first."""
+        """Store a reference frame; beyond `cap`, drop the oldest one, except the object's first while
+        `cap` leaves room for it and a newer one."""
         self.recent.pop(step, None)
         self.pointers.pop(step, None)
         self.conditioning[step] = frame
         while len(self.conditioning) > cap:
             steps = list(self.conditioning)
-            del self.conditioning[steps[1] if len(steps) > 1 else steps[0]]
+            del self.conditioning[steps[1] if cap >= 2 else steps[0]]
 
     def add_tracked(self, step: int, frame: MemoryFrame) -> None:
         self.recent[step] = frame

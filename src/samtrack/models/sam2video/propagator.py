@@ -50,7 +50,8 @@ class Sam2VideoPropagator:
     - ``reset()``: forget every object and frame.
 
     Memory policy (bounded on any video length; see :mod:`samtrack.models.sam2video.memory`): per
-    object, the first conditioning frame plus the most recent ones up to ``max_conditioning_frames``,
+    object, the most recent conditioning frames up to ``max_conditioning_frames`` (its first one always
+    among them when that is 2 or more),
     the spatial memory of the last ``num_memory_frames`` memorised frames (SAM 2: 6, the most its
     temporal encoding has slots for) and the object pointers of the last 15. Only the last fed frame's
     image features are kept.
