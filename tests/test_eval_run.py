@@ -92,7 +92,7 @@ def test_run_with_simulated_clicks_starts_from_the_segmenters_mask(tmp_path, tin
                  "--segmenter", str(tiny_segmenter_dir), "--tracker", "deaot-t",
                  "--checkpoint", str(DEAOT_FIXTURES / "deaott.pth"), "--out", str(out)])
     assert code == 0
-    assert "(1 objects in 1 sequences" in capsys.readouterr().out
+    assert "(1 object in 1 sequence," in capsys.readouterr().out
     frame0 = np.asarray(Image.open(root / "JPEGImages/480p/blackswan/00000.jpg"))
     gt0 = load_id_mask(root / "Annotations/480p/blackswan/00000.png")
     expected = clicks_id_mask(samtrack.Segmenter.load(str(tiny_segmenter_dir), device="cpu"), frame0, gt0, 2)

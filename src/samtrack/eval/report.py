@@ -16,6 +16,10 @@ SUMMARY_NAME = "Global"
 """Sequence name of the CSV row that holds the summary (mean over all objects)."""
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _frames_note(report: EvalReport) -> str:
     return "first and last frames not scored" if report.skip_first_and_last else "all frames scored"
 
@@ -36,9 +40,10 @@ def summary_line(report: EvalReport) -> str:
     """The DAVIS global measures on one line, in percent."""
     summary = report.summary()
     values = " ".join(f"{m} {100 * summary[m]:.1f}" for m in MEASURES)
+    n_objects = len(report.objects)
     n_sequences = len({obj.sequence for obj in report.objects})
     return (
-        f"{values} ({len(report.objects)} objects in {n_sequences} sequences, "
+        f"{values} ({_count(n_objects, 'object')} in {_count(n_sequences, 'sequence')}, "
         f"{_frames_note(report)})"
     )
 
