@@ -116,11 +116,11 @@ def load_id_mask(path: str | os.PathLike[str]) -> np.ndarray:
             im.load()
             mode = im.mode
             if mode in ("P", "L"):
-                arr = np.asarray(im)
+                arr = np.array(im)  # a writable copy: callers edit masks in place
             elif mode == "1":
                 arr = np.asarray(im).astype(np.uint8)
             elif mode in ("LA", "PA"):
-                arr = np.asarray(im.getchannel(0))
+                arr = np.array(im.getchannel(0))
             elif mode in ("RGB", "RGBA"):
                 return _colors_to_ids(np.asarray(im.convert("RGB")), p)
             elif mode in ("I", "I;16", "I;16B"):
