@@ -76,7 +76,6 @@ class Sam2VideoPropagator:
         self.max_conditioning_frames = max_conditioning_frames
         self.num_pointer_frames = model.config.max_object_pointers_in_encoder - 1
         self._batch_dim = steps.memory_batch_dim(model)
-        self._multimask = model._use_multimask(False, None)
         self.reset()
 
     def reset(self) -> None:
@@ -117,10 +116,11 @@ class Sam2VideoPropagator:
 
     def _advance(self, frame: np.ndarray) -> _Pending:
         self._step += 1
+        frame = frame.copy()  # kept to recognise the frame; writable, as torch wants for from_numpy
         pixels = self.processor(images=frame, return_tensors="pt")["pixel_values"]
         features = steps.encode_frame(self.model, pixels.to(self.device, self.model.dtype))
         self._prune(self._step)
-        self._pending = _Pending(self._step, frame.copy(), features, [])
+        self._pending = _Pending(self._step, frame, features, [])
         return self._pending
 
     def _prune(self, step: int) -> None:
