@@ -177,6 +177,8 @@ def test_tag_bad_audio(tagger: AudioTagger) -> None:
         tagger.tag(np.zeros(0, np.float32), 16_000)
     with pytest.raises(InputError, match="sample rate"):
         tagger.tag(np.ones(100, np.float32), 0)
+    with pytest.raises(InputError, match="at least 25 ms"):
+        tagger.tag(np.ones(300, np.float32), 16_000)
 
 
 def test_load_errors(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
@@ -20,8 +21,12 @@ from samtrack.errors import InputError, ModelError
 from samtrack.models.grounding import resolve_device
 from samtrack.models.registry import resolve_pretrained
 
+if TYPE_CHECKING:
+    from transformers import ASTFeatureExtractor
+
 MODEL_RATE = 16_000  # Hz, what the AudioSet AST was trained on
 _FRAME_SHIFT = MODEL_RATE // 100  # the fbank hop is 10 ms
+_FRAME_LENGTH_S = 0.025  # one fbank frame: the shortest clip that can be classified
 
 
 def _to_mono_planes(frame: av.AudioFrame) -> np.ndarray:
@@ -95,7 +100,8 @@ def resample(waveform: np.ndarray, rate: int, target: int) -> np.ndarray:
 class AudioTagger:
     """AudioSet tagger: a waveform in, the most probable sound labels out."""
 
-    def __init__(self, model: torch.nn.Module, feature_extractor, device: torch.device) -> None:
+    def __init__(self, model: torch.nn.Module, feature_extractor: ASTFeatureExtractor,
+                 device: torch.device) -> None:
         self.model = model.to(device).eval()
         self.feature_extractor = feature_extractor
         self.device = device
@@ -138,6 +144,9 @@ class AudioTagger:
             raise InputError(f"sample rate must be positive, got {sr}")
         if not np.any(waveform):
             raise InputError("the audio is digital silence (every sample is zero); there is no sound to ground")
+        if waveform.size < _FRAME_LENGTH_S * sr:
+            raise InputError(f"the audio is {waveform.size / sr * 1000:.1f} ms long; give at least "
+                             f"{_FRAME_LENGTH_S * 1000:g} ms")
         rate = self.feature_extractor.sampling_rate
         waveform = resample(waveform, sr, rate)
         win = self.feature_extractor.max_length * rate // 100

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ from torchvision.ops import box_convert
 
 from samtrack.errors import InputError, ModelError
 from samtrack.models.registry import resolve_pretrained
+
+if TYPE_CHECKING:
+    from transformers import GroundingDinoProcessor
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -72,7 +76,8 @@ def autocast_context(device: torch.device, dtype: str) -> contextlib.AbstractCon
 class Detector:
     """Grounding DINO open-vocabulary detector: a frame and a caption in, named boxes out."""
 
-    def __init__(self, model: torch.nn.Module, processor, device: torch.device, dtype: str = "float32") -> None:
+    def __init__(self, model: torch.nn.Module, processor: GroundingDinoProcessor, device: torch.device,
+                 dtype: str = "float32") -> None:
         autocast_context(device, dtype)  # validates the pair before any frame is processed
         self.model = model.to(device).eval()
         self.processor = processor
