@@ -8,8 +8,9 @@ the weights' values): SAM 2.1 / EdgeTAM from their full configurations, DeAOT fr
 official-format checkpoints in ../shared/fixtures/deaot. Each (model, object count) runs in its own
 process on DAVIS blackswan at 854x480 (frames looped): frame 0 is the reference with K objects
 (tiles of a grid over the frame), then `--frames` frames are tracked with a memory update each.
-Printed per cell: median milliseconds per tracked frame (track + update_memory) and the process's
-peak RSS at the end. Numbers depend on how busy the machine is.
+Printed per cell: median milliseconds per tracked frame (track + update_memory), wall clock and CPU
+time of all threads (steadier on a shared machine), and the process's peak RSS at the end. Numbers
+depend on how busy the machine is.
 """
 
 from __future__ import annotations
@@ -70,15 +71,16 @@ def worker(name: str, objects: int, frames: int, device: str, threads: int | Non
     images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(FRAMES.glob("*.jpg"))[:50]]
     tracker = build(name, device)
     tracker.add_reference(images[0], grid_ids(images[0].shape[:2], objects))
-    times = []
+    times, cpu_times = [], []
     for i in range(1, frames + 1):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         tracker.update_memory(tracker.track(images[i % len(images)]))
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    # Linux reports ru_maxrss in KiB.
-    return {"ms": statistics.median(times) * 1000, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        cpu_times.append(time.process_time() - cpu)
+    return {"ms": statistics.median(times) * 1000, "cpu_ms": statistics.median(cpu_times) * 1000,
+            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # Linux: ru_maxrss in KiB
 
 
 def main() -> None:
@@ -103,16 +105,17 @@ def main() -> None:
             if done.returncode != 0:
                 sys.exit(f"{name} with {count} objects failed:\n{done.stderr[-2000:]}")
             results[name, count] = json.loads(done.stdout.strip().splitlines()[-1])
-            print(f"  {name:17s} {count:3d} objects: {results[name, count]['ms']:9.1f} ms/frame, "
-                  f"peak RSS {results[name, count]['rss_mb']:7.0f} MB", file=sys.stderr, flush=True)
-    print(f"\nPer-frame tracking latency (median ms, track + update_memory), {args.device}, 854x480, "
-          f"{args.frames} frames per run; peak RSS (MB) after them")
+            r = results[name, count]
+            print(f"  {name:17s} {count:3d} objects: {r['ms']:9.1f} ms/frame ({r['cpu_ms']:.1f} ms CPU), "
+                  f"peak RSS {r['rss_mb']:7.0f} MB", file=sys.stderr, flush=True)
+    print(f"\nPer-frame tracking latency, median ms wall (CPU time of all threads), track + update_memory, "
+          f"{args.device}, 854x480, {args.frames} frames per run; peak RSS (MB) after them")
     header = "| model | " + " | ".join(f"{k} obj ms" for k in args.objects) + " | " + \
         " | ".join(f"{k} obj RSS MB" for k in args.objects) + " |"
     print(header)
     print("|" + "---|" * (1 + 2 * len(args.objects)))
     for name in args.models:
-        cells = [f"{results[name, k]['ms']:.0f}" for k in args.objects]
+        cells = [f"{results[name, k]['ms']:.0f} ({results[name, k]['cpu_ms']:.0f})" for k in args.objects]
         cells += [f"{results[name, k]['rss_mb']:.0f}" for k in args.objects]
         print(f"| {name} | " + " | ".join(cells) + " |")
 
