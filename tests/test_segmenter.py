@@ -18,9 +18,9 @@ def tiny_sam_config() -> SamConfig:
     return SamConfig(
         vision_config={
             "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "global_attn_indexes": [1],
-            "mlp_dim": 64, "output_channels": 32, "num_pos_feats": 16,
+            "mlp_dim": 64, "output_channels": 32, "num_pos_feats": 16, "patch_size": 32, "window_size": 7,
         },
-        prompt_encoder_config={"hidden_size": 32},
+        prompt_encoder_config={"hidden_size": 32, "patch_size": 32},
         mask_decoder_config={
             "hidden_size": 32, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32,
         },
@@ -47,7 +47,7 @@ def seg(tiny_dir) -> Segmenter:
 @pytest.fixture(scope="module")
 def frames() -> list[np.ndarray]:
     folder = davis_frames("blackswan")
-    return [np.asarray(Image.open(folder / f"{i:05d}.jpg").resize((214, 120), Image.BILINEAR)) for i in (0, 10)]
+    return [np.array(Image.open(folder / f"{i:05d}.jpg").resize((214, 120), Image.BILINEAR)) for i in (0, 10)]
 
 
 class EncoderCalls:
@@ -115,7 +115,7 @@ def test_click_state_accumulates_and_undoes(seg, frames):
     state = ClickState()
     first = seg.click(frame, [(100, 60)], [1], state=state)
     assert state.points == [(100.0, 60.0)] and state.labels == [1]
-    assert state.logit.shape[-2:] == (256, 256)
+    assert state.logit.shape[-2:] == seg.model.mask_input_size
     np.testing.assert_array_equal(state.mask, first)
     second = seg.click(frame, [(30, 30)], [0], state=state)
     assert state.points == [(100.0, 60.0), (30.0, 30.0)] and state.labels == [1, 0]

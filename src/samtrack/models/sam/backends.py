@@ -60,8 +60,9 @@ class PromptModel:
 
     @property
     def mask_input_size(self) -> tuple[int, int]:
-        """Size of the low-resolution logits the decoder predicts and accepts as mask prompt."""
-        return (256, 256)
+        """Size of the low-resolution logits the decoder predicts and accepts as mask prompt (256 for SAM)."""
+        side = 4 * self.model.config.prompt_encoder_config.image_embedding_size
+        return (side, side)
 
     @property
     def vision_encoder(self) -> torch.nn.Module:
@@ -106,7 +107,7 @@ class PromptModel:
             points: (P, N, 2) model input coordinates (see ``to_model_coords``); labels: (P, N) with
                 1 positive, 0 negative.
             boxes: (P, 4) model input coordinates x0, y0, x1, y1.
-            mask_input: (1, 1, 256, 256) low-resolution logits of a previous prediction.
+            mask_input: (1, 1, 256, 256) low-resolution logits of a previous prediction (``mask_input_size``).
             multimask: three candidate masks per prompt (True) or the single-mask output (False).
 
         Returns:

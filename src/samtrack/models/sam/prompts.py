@@ -21,7 +21,7 @@ def as_rgb_frame(frame: np.ndarray | Image.Image) -> np.ndarray:
     0..1 or 0..255 range?) is ambiguous.
     """
     if isinstance(frame, Image.Image):
-        return np.asarray(frame.convert("RGB"))
+        return np.array(frame.convert("RGB"))
     if not isinstance(frame, np.ndarray):
         raise InputError(f"frame must be a numpy uint8 H×W×3 RGB array or a PIL image, got {type(frame).__name__}")
     if frame.dtype != np.uint8:
@@ -38,7 +38,8 @@ def as_rgb_frame(frame: np.ndarray | Image.Image) -> np.ndarray:
         )
     if frame.shape[0] < 2 or frame.shape[1] < 2:
         raise InputError(f"frame is too small ({frame.shape[1]}×{frame.shape[0]} pixels)")
-    return np.ascontiguousarray(frame)
+    # The image processor wraps the array in a tensor, which must be writable (np.asarray(PIL) is not).
+    return np.ascontiguousarray(frame) if frame.flags.writeable else frame.copy()
 
 
 def check_points(
