@@ -10,6 +10,7 @@ sums with far less memory traffic.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from samtrack.models.deaot.layers import DWConv2d, silu
@@ -28,19 +29,18 @@ def local_logits(q: torch.Tensor, k: torch.Tensor, max_dis: int) -> torch.Tensor
 
     q, k: ``(B, d, h, w)`` (q already scaled). Returns ``(B, window*window, h*w)`` where window
     index ``dy * window + dx`` is the key at offset ``(dy - max_dis, dx - max_dis)``, the unfold
-    order of the official code; keys outside the map count as zero vectors. The channel sum runs
-    in the official order (one window row at a time, so memory stays small).
+    order of the official code; keys outside the map count as zero vectors.
     """
     b, d, h, w = q.shape
     win = 2 * max_dis + 1
-    kp = nn.functional.pad(k, (max_dis, max_dis, max_dis, max_dis)).contiguous()
-    sb, sd, sy, sx = kp.stride()
+    kp = nn.functional.pad(k, (max_dis, max_dis, max_dis, max_dis))
+    q_rows = q.permute(0, 2, 3, 1).reshape(b * h, w, d)
+    kp_rows = kp.permute(0, 2, 1, 3)  # (B, h+2m, d, w+2m)
     out = q.new_empty(b, win, win, h, w)
-    q = q.unsqueeze(2)
     for dy in range(win):
-        # keys of window row dy for every query: (B, d, dx, h, w), a view of the padded map
-        keys = kp.as_strided((b, d, win, h, w), (sb, sd, sx, sy, sx), kp.storage_offset() + dy * sy)
-        torch.sum(q * keys, dim=1, out=out[:, dy])
+        keys = kp_rows[:, dy:dy + h].reshape(b * h, d, w + 2 * max_dis)
+        band = _band_view(torch.bmm(q_rows, keys), w, win)  # (B*h, w, win)
+        out[:, dy] = band.view(b, h, w, win).permute(0, 3, 1, 2)
     return out.view(b, win * win, h * w)
 
 
@@ -75,6 +75,22 @@ def local_softmax(qk: torch.Tensor, h: int, w: int, max_dis: int) -> torch.Tenso
     return torch.softmax(qk, dim=1)
 
 
+def global_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_head: int,
+                     scale: float) -> torch.Tensor:
+    """Softmax attention of token sequences ``(L, n, heads * d)``; returns ``(Lq, n, heads, d_v)``.
+
+    The official code divides Q by ``scale`` and materialises the ``Lq x Lk`` weights; the fused
+    kernel gives the same result (to float rounding) without them, which matters for long
+    long-term memories.
+    """
+    lq, n = q.shape[:2]
+    q = q.view(lq, n, num_head, -1).permute(1, 2, 0, 3)
+    k = k.view(k.shape[0], n, num_head, -1).permute(1, 2, 0, 3)
+    v = v.view(v.shape[0], n, num_head, -1).permute(1, 2, 0, 3)
+    out = F.scaled_dot_product_attention(q, k, v, scale=1.0 / scale)
+    return out.permute(2, 0, 1, 3)
+
+
 class MultiheadAttention(nn.Module):
     """AOT global multi-head attention (optionally with input projections)."""
 
@@ -95,13 +111,8 @@ class MultiheadAttention(nn.Module):
         bs = q.shape[1]
         if self.use_linear:
             q, k, v = self.linear_Q(q), self.linear_K(k), self.linear_V(v)
-        q = q / self.scale
-        q = q.view(-1, bs, self.num_head, self.d_att).permute(1, 2, 0, 3)
-        k = k.view(-1, bs, self.num_head, self.d_att).permute(1, 2, 3, 0)
-        v = v.view(-1, bs, self.num_head, self.d_att).permute(1, 2, 0, 3)
-        attn = torch.softmax(q @ k, dim=-1)
-        out = (attn @ v).permute(2, 0, 1, 3).reshape(-1, bs, self.d_model)
-        return self.projection(out)
+        out = global_attention(q, k, v, self.num_head, self.scale)
+        return self.projection(out.reshape(-1, bs, self.d_model))
 
 
 class MultiheadLocalAttention(nn.Module):
@@ -174,12 +185,7 @@ class GatedPropagation(nn.Module):
             v = silu(self._cat_heads(self.linear_V1(v1), self.linear_V2(v2)))
             u1, u2 = torch.split(u, self.d_vu // 2, dim=-1)
             u = silu(self._cat_heads(self.linear_U1(u1), self.linear_U2(u2)))
-        q = q / self.scale
-        q = q.view(-1, bs, self.num_head, self.d_att).permute(1, 2, 0, 3)
-        k = k.view(-1, bs, self.num_head, self.d_att).permute(1, 2, 3, 0)
-        v = v.view(-1, bs, self.num_head, self.hidden).permute(1, 2, 0, 3)
-        attn = torch.softmax(q @ k, dim=-1)
-        out = (attn @ v).permute(2, 0, 1, 3).reshape(length, bs, -1) * u
+        out = global_attention(q, k, v, self.num_head, self.scale).reshape(length, bs, -1) * u
         return self.projection(self.dw_conv(out, size_2d))
 
 

@@ -4,8 +4,10 @@ propagation module (visual branch + identity branch).
 Memories per layer (lists so the engine can replace entries):
 - AOT: ``[K, V]`` tokens ``(L, n, C)`` for the long-term memory and ``(n, C, h, w)`` maps for the
   short-term memory.
-- DeAOT: ``[K, V, None, ID_V]`` in the same two layouts (the ``None`` slot is the identity key of
-  the official layout, unused by the released models).
+- DeAOT: ``[K, V | ID_V]`` in the same two layouts: the visual and identity values are kept
+  concatenated (the official code stores them apart and concatenates them at every frame).
+The current frame's entries (``[K, V]`` for AOT, ``[K, V, identity input]`` for DeAOT) become
+memory through the block's ``remember`` once the frame's id embedding is known.
 """
 
 from __future__ import annotations
@@ -142,8 +144,8 @@ class GatedPropagationModule(nn.Module):
 
     def remember(self, curr: Memory, id_emb: torch.Tensor) -> Memory:
         """Long-term memory entries of the current frame once its id embedding is known."""
-        key, value, _, id_value = curr
-        return [key, value, None, self.fuse_key_value_id(id_value, id_emb)]
+        key, value, id_value = curr
+        return [key, torch.cat([value, self.fuse_key_value_id(id_value, id_emb)], dim=-1)]
 
     def forward(self, tgt: torch.Tensor, tgt_id: torch.Tensor | None, long_term: Memory | None,
                 short_term: Memory | None, curr_id_emb: torch.Tensor | None,
@@ -162,17 +164,14 @@ class GatedPropagationModule(nn.Module):
             curr_id_v = self.id_norm1(tgt_id)
             cat_curr_u = silu(torch.cat([curr_u, self.linear_ID_U(curr_id_v)], dim=-1))
 
+        curr = [curr_k, curr_v, curr_id_v]
         if curr_id_emb is not None:
-            global_k, global_v = curr_k, curr_v
-            local_k, local_v = seq_to_2d(global_k, size_2d), seq_to_2d(global_v, size_2d)
-            global_id_v = self.fuse_key_value_id(curr_id_v, curr_id_emb)
-            local_id_v = seq_to_2d(global_id_v, size_2d)
+            global_k, cat_global_v = self.remember(curr, curr_id_emb)
+            local_k, cat_local_v = seq_to_2d(global_k, size_2d), seq_to_2d(cat_global_v, size_2d)
         else:
-            global_k, global_v, _, global_id_v = long_term
-            local_k, local_v, _, local_id_v = short_term
+            global_k, cat_global_v = long_term
+            local_k, cat_local_v = short_term
 
-        cat_global_v = torch.cat([global_v, global_id_v], dim=-1)
-        cat_local_v = torch.cat([local_v, local_id_v], dim=1)
         lt = self.long_term_attn(curr_q, global_k, cat_global_v, cat_curr_u, size_2d)
         st = self.short_term_attn(local_q, local_k, cat_local_v, cat_curr_u, size_2d)
         tgt2, tgt_id2 = torch.split(lt, self.d_model, dim=-1)
@@ -184,8 +183,7 @@ class GatedPropagationModule(nn.Module):
         tgt2, tgt_id2 = torch.split(self.self_attn(qkvu, qkvu, qkvu, qkvu, size_2d), self.d_model, dim=-1)
         tgt = tgt + tgt2
         tgt_id = tgt_id + tgt_id2
-        return tgt, tgt_id, [[curr_k, curr_v, None, curr_id_v], [global_k, global_v, None, global_id_v],
-                             [local_k, local_v, None, local_id_v]]
+        return tgt, tgt_id, [curr, [global_k, cat_global_v], [local_k, cat_local_v]]
 
 
 class DualBranchGPM(nn.Module):
