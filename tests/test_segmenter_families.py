@@ -1,0 +1,86 @@
+"""SAM-HQ and SAM 2.1 image models behind the same Segmenter interface (tiny random models, save_pretrained)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import davis_frames
+from PIL import Image
+from transformers import Sam2Config, Sam2Model, SamHQConfig, SamHQModel
+
+from samtrack import ClickState, Segmenter
+
+
+def tiny_sam_hq() -> SamHQModel:
+    return SamHQModel(SamHQConfig(
+        vision_config={
+            "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "global_attn_indexes": [1],
+            "mlp_dim": 64, "output_channels": 32, "num_pos_feats": 16, "patch_size": 32, "window_size": 7,
+        },
+        prompt_encoder_config={"hidden_size": 32, "patch_size": 32},
+        mask_decoder_config={
+            "hidden_size": 32, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32, "vit_dim": 32,
+        },
+    ))
+
+
+def tiny_sam2() -> Sam2Model:
+    return Sam2Model(Sam2Config(
+        vision_config={
+            "backbone_config": {
+                "model_type": "sam2_hiera_det_model", "hidden_size": 16, "num_attention_heads": 1,
+                "blocks_per_stage": [1, 1, 2, 1], "embed_dim_per_stage": [16, 32, 64, 128],
+                "num_attention_heads_per_stage": [1, 1, 1, 1], "window_size_per_stage": [8, 4, 14, 7],
+                "global_attention_blocks": [3], "window_positional_embedding_background_size": [7, 7],
+            },
+            "backbone_channel_list": [128, 64, 32, 16],
+            "fpn_hidden_size": 32,
+        },
+        prompt_encoder_config={"hidden_size": 32},
+        mask_decoder_config={"hidden_size": 32, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32},
+    ))
+
+
+@pytest.fixture(scope="module", params=[("sam-hq", tiny_sam_hq), ("sam2", tiny_sam2)], ids=["sam-hq", "sam2"])
+def seg(request, tmp_path_factory) -> Segmenter:
+    family, build = request.param
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp(family)
+    build().save_pretrained(path)
+    loaded = Segmenter.load(str(path), device="cpu")
+    assert loaded.family == family
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def frame() -> np.ndarray:
+    return np.array(Image.open(davis_frames("blackswan") / "00000.jpg").resize((214, 120), Image.BILINEAR))
+
+
+def test_prompts_share_one_encoder_pass(seg, frame):
+    seg._cache = None
+    calls = []
+    handle = seg.model.vision_encoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        state = ClickState()
+        first = seg.click(frame, [(100, 60)], [1], state=state)
+        second = seg.click(frame, [(30, 30)], [0], state=state)
+        box = seg.box(frame, (20, 20, 120, 100))
+        refined = seg.refine(frame, box if box.any() else first)
+        stroke = seg.stroke(frame, [(40, 40), (80, 90)], n_points=2)
+    finally:
+        handle.remove()
+    assert len(calls) == 1
+    for mask in (first, second, box, refined, stroke):
+        assert mask.dtype == bool and mask.shape == frame.shape[:2]
+    assert state.logit.shape[-2:] == seg.model.mask_input_size
+    np.testing.assert_array_equal(state.undo(), first)
+
+
+def test_everything_gives_an_id_mask(seg, frame):
+    ids = seg.everything(frame, points_per_side=4, crop_n_layers=0, pred_iou_thresh=0.0,
+                         stability_score_thresh=0.0, min_area=10)
+    assert ids.dtype == np.uint8 and ids.shape == frame.shape[:2]
+    present = np.unique(ids[ids > 0])
+    np.testing.assert_array_equal(present, np.arange(1, len(present) + 1))
