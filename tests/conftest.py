@@ -31,3 +31,28 @@ def davis_root() -> Path:
 @pytest.fixture(scope="session")
 def blackswan_mp4() -> Path:
     return DATA / "videos" / "blackswan.mp4"
+
+
+def save_tiny_sam(out: Path, side: int = 256, seed: int = 0) -> Path:
+    """A randomly initialised SAM at a tiny size, saved with save_pretrained like a user's local model."""
+    import torch
+    from transformers import SamConfig, SamImageProcessor, SamModel
+
+    torch.manual_seed(seed)
+    config = SamConfig(
+        vision_config={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "mlp_dim": 64,
+                       "output_channels": 32, "image_size": side, "patch_size": 16, "global_attn_indexes": [1],
+                       "window_size": 4, "num_pos_feats": 16},
+        prompt_encoder_config={"hidden_size": 32, "image_size": side, "patch_size": 16, "mask_input_channels": 8},
+        mask_decoder_config={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "mlp_dim": 64,
+                             "iou_head_hidden_dim": 32},
+    )
+    SamModel(config).eval().save_pretrained(out)
+    SamImageProcessor(size={"longest_edge": side}, pad_size={"height": side, "width": side}).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_sam(tmp_path_factory) -> str:
+    """Path of a tiny random SAM directory (see `save_tiny_sam`), shared by the whole run."""
+    return str(save_tiny_sam(tmp_path_factory.mktemp("tiny_sam")))

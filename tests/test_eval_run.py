@@ -60,42 +60,20 @@ def test_run_tracks_two_davis_sequences_and_writes_a_score_table(tmp_path, capsy
     assert float(rows[-1]["J&F-Mean"]) == pytest.approx(rescored["J&F-Mean"], abs=1e-12)
 
 
-@pytest.fixture(scope="module")
-def tiny_segmenter_dir(tmp_path_factory) -> Path:
-    """A random-weight SAM at a tiny size, saved as a user's local model directory."""
-    import torch
-    from transformers import SamConfig, SamImageProcessor, SamModel
-
-    torch.manual_seed(1)
-    side = 128
-    config = SamConfig(
-        vision_config={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 1, "mlp_dim": 32,
-                       "output_channels": 16, "image_size": side, "patch_size": 16, "global_attn_indexes": [0],
-                       "num_pos_feats": 8},
-        prompt_encoder_config={"hidden_size": 16, "image_size": side, "patch_size": 16, "mask_input_channels": 4},
-        mask_decoder_config={"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 1, "mlp_dim": 32,
-                             "iou_head_hidden_dim": 16},
-    )
-    out = tmp_path_factory.mktemp("tiny_sam")
-    SamModel(config).eval().save_pretrained(out)
-    SamImageProcessor(size={"longest_edge": side}, pad_size={"height": side, "width": side}).save_pretrained(out)
-    return out
-
-
 @pytest.mark.slow
-def test_run_with_simulated_clicks_starts_from_the_segmenters_mask(tmp_path, tiny_segmenter_dir, capsys):
+def test_run_with_simulated_clicks_starts_from_the_segmenters_mask(tmp_path, tiny_sam, capsys):
     import samtrack
 
     root = _small_davis(tmp_path / "davis", n_frames=3)
     out = tmp_path / "pred"
     code = main(["--quiet", "eval", "--run", str(root), "--sequences", "blackswan", "--init", "clicks:2",
-                 "--segmenter", str(tiny_segmenter_dir), "--tracker", "deaot-t",
+                 "--segmenter", str(tiny_sam), "--tracker", "deaot-t",
                  "--checkpoint", str(DEAOT_FIXTURES / "deaott.pth"), "--out", str(out)])
     assert code == 0
     assert "(1 object in 1 sequence," in capsys.readouterr().out
     frame0 = np.asarray(Image.open(root / "JPEGImages/480p/blackswan/00000.jpg"))
     gt0 = load_id_mask(root / "Annotations/480p/blackswan/00000.png")
-    expected = clicks_id_mask(samtrack.Segmenter.load(str(tiny_segmenter_dir), device="cpu"), frame0, gt0, 2)
+    expected = clicks_id_mask(samtrack.Segmenter.load(str(tiny_sam), device="cpu"), frame0, gt0, 2)
     assert not np.array_equal(expected, gt0)  # so the check below tells clicks from ground truth
     np.testing.assert_array_equal(load_id_mask(out / "blackswan" / "00000.png"), expected)
     assert len(list((out / "blackswan").glob("*.png"))) == 3

@@ -40,28 +40,6 @@ def gt_small() -> list[np.ndarray]:
     return masks
 
 
-@pytest.fixture(scope="module")
-def tiny_sam(tmp_path_factory) -> str:
-    """A randomly initialised SAM at a tiny size, saved with save_pretrained as a user's local model."""
-    import torch
-    from transformers import SamConfig, SamModel
-    from transformers.models.sam.image_processing_sam import SamImageProcessor
-
-    torch.manual_seed(0)
-    config = SamConfig(
-        vision_config={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "mlp_dim": 64,
-                       "output_channels": 32, "image_size": 256, "patch_size": 16, "global_attn_indexes": [1],
-                       "window_size": 4, "num_pos_feats": 16},
-        prompt_encoder_config={"hidden_size": 32, "image_size": 256, "patch_size": 16, "mask_input_channels": 8},
-        mask_decoder_config={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "mlp_dim": 64,
-                             "iou_head_hidden_dim": 32},
-    )
-    out = tmp_path_factory.mktemp("tiny_sam")
-    SamModel(config).eval().save_pretrained(out)
-    SamImageProcessor(size={"longest_edge": 256}, pad_size={"height": 256, "width": 256}).save_pretrained(out)
-    return str(out)
-
-
 def settings(tiny_sam: str, tracker: str = "deaot-t", **kw) -> Settings:
     fixture = {"deaot-t": "deaott.pth", "r50-deaotl": "r50_deaotl.pth"}.get(tracker)
     ckpt = str(DEAOT_FIXTURES / fixture) if fixture else None
