@@ -10,10 +10,12 @@ Tolerance. The official code's numbers depend on the network input, and OpenCV's
 CPUs with other vector units (4 of 407,769 pixels of the stored frame-0 input differ by one grey
 level here, all at values x.5). DeAOT-T barely reacts to such a pixel (max |dlogit| stays below
 1e-4 everywhere); the deeper R50 encoder turns it into a local bump of up to ~2e-3 in a small
-blob of logits around that pixel. So: DeAOT-T cases are held to max |dlogit| <= 1e-4 everywhere,
-R50 cases to |dlogit| <= 1e-4 on at least 99% of the logits of every frame (a memory or
-architecture mistake moves them all by 1e-3 or more, see the README's sensitivity section) and
-to a max below 1e-2.
+blob of logits around that pixel (measured: the frame-1 hot spot sits on the one pixel where this
+machine's OpenCV differs from exact rounding, and setting that pixel to the exactly rounded
+value brings every logit of that frame within 1e-5 of the official ones, see the last test).
+So: DeAOT-T cases are held to max |dlogit| <= 1e-4 everywhere; R50 cases to a median below 1e-5 and a 95th percentile below 1e-4 on every frame (a
+memory or architecture mistake moves the bulk of the logits by 1e-4 to 1e-2, see the README's
+sensitivity section) and to a max below 1e-2.
 """
 
 from __future__ import annotations
@@ -107,7 +109,8 @@ def _check(variant: str, errors: list[np.ndarray]) -> None:
         if variant == "deaott":
             assert err.max() <= TOL, f"frame {t}: max |dlogit| {err.max():.3g}"
         else:
-            assert np.quantile(err, 0.99) <= TOL, f"frame {t}: 99th percentile {np.quantile(err, 0.99):.3g}"
+            assert np.median(err) <= TOL / 10, f"frame {t}: median |dlogit| {np.median(err):.3g}"
+            assert np.quantile(err, 0.95) <= TOL, f"frame {t}: 95th percentile {np.quantile(err, 0.95):.3g}"
             assert err.max() <= 1e-2, f"frame {t}: max |dlogit| {err.max():.3g}"
 
 
@@ -165,3 +168,28 @@ def test_preprocessing(variant: str, case: str) -> None:
                                                ((100, 60), True, (97, 65))])
 def test_target_size_rule(hw: tuple[int, int], align: bool, expected: tuple[int, int]) -> None:
     assert target_size(*hw, align_corners=align) == expected
+
+
+def test_r50_is_exact_given_the_official_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    """R50 frame 1 of two_objects, strictly: with the stored frame-0 input and frame 1's one
+    OpenCV tie pixel set to its exactly rounded value (our OpenCV gives 152 where the exact cubic
+    value rounds to 153, as the fixture machine's did), every logit is within 1e-4."""
+    import samtrack.models.deaot.tracker as tracker_module
+
+    z = _load("r50_deaotl", "two_objects")
+    f0, f1 = _frame(str(z["frame_files"][0])), _frame(str(z["frame_files"][1]))
+
+    def official_input(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        if np.array_equal(frame, f0):
+            return z["preproc_frame0_resized_uint8"]
+        resized = resize_frame(frame, size).copy()
+        resized[115, 494, 1] = 153
+        return resized
+
+    monkeypatch.setattr(tracker_module, "resize_frame", official_input)
+    torch.set_num_threads(2)
+    trk = load_tracker("r50_deaotl", DEAOT_FIXTURES / "r50_deaotl.pth", long_term_mem_gap=2, max_len_long_term=3)
+    trk.add_reference(f0, z["ref_masks"][0])
+    trk.track(f1)
+    err, ok = _abs_err(trk.last_native_logits[0][0, :4].numpy(), z["logits_native_e0"][0])
+    assert ok and err.max() <= TOL
