@@ -53,7 +53,7 @@ def test_every_davis_sequence_reads(seq: str) -> None:
     assert len(src) == len(expected) > 0
     assert src.names == expected
     assert (src.width, src.height, src.fps) == (854, 480, 30.0)
-    assert src.annotations == davis_annotations(seq)
+    assert src.annotations.resolve() == davis_annotations(seq).resolve()
     assert sorted(p.stem for p in davis_annotations(seq).glob("*.png")) == src.names
     for i in (0, len(src) - 1):
         frame = src[i]
