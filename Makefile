@@ -23,7 +23,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 venv: $(VENV)/.installed
 
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # Track objects automatically in a short clip with the default models (weights download on first use).
 # `make demo INPUT=path/to/video.mp4` uses your own clip instead of the generated one.
