@@ -21,7 +21,8 @@ import torch
 from PIL import Image
 
 from samtrack.models.audio import AudioTagger
-from samtrack.models.grounding import Detector, resolve_device
+from samtrack.models.common import resolve_device
+from samtrack.models.grounding import Detector
 
 FRAME = Path(__file__).resolve().parents[2] / "shared/data/davis2016/JPEGImages/480p/blackswan/00000.jpg"
 CAPTION = "swan. water"

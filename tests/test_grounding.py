@@ -165,9 +165,9 @@ def test_no_detection_is_empty(detector: Detector, frame: np.ndarray, monkeypatc
 def test_bad_inputs(detector: Detector, frame: np.ndarray) -> None:
     with pytest.raises(InputError, match="names nothing"):
         detector.detect(frame, "  ")
-    with pytest.raises(InputError, match="H×W×3 uint8"):
+    with pytest.raises(InputError, match="RGB uint8 array of shape H x W x 3"):
         detector.detect(frame.astype(np.float32), "swan")
-    with pytest.raises(InputError, match="H×W×3 uint8"):
+    with pytest.raises(InputError, match="RGB uint8 array of shape H x W x 3"):
         detector.detect(frame[..., 0], "swan")
     with pytest.raises(InputError, match="box_threshold"):
         detector.detect(frame, "swan", box_threshold=1.5)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from samtrack.errors import InputError, ModelError
-from samtrack.models.grounding import resolve_device
+from samtrack.models.common import resolve_device
 from samtrack.models.registry import resolve_pretrained
 
 if TYPE_CHECKING:

@@ -20,6 +20,7 @@ from PIL import Image
 from torchvision.ops import box_convert
 
 from samtrack.errors import InputError, ModelError
+from samtrack.models.common import check_frame, resolve_device
 from samtrack.models.registry import resolve_pretrained
 
 if TYPE_CHECKING:
@@ -49,17 +50,6 @@ def normalize_caption(caption: str) -> str:
         raise InputError(f"the text prompt {caption!r} names nothing; give one or more object names, "
                          "separated by '.', e.g. 'swan. water'")
     return ". ".join(parts) + "."
-
-
-def resolve_device(device: str) -> torch.device:
-    """A torch device for a user-given name, with a clear error when it cannot be used."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise InputError(f"unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} was asked for but CUDA is not available here; use --device cpu")
-    return dev
 
 
 def autocast_context(device: torch.device, dtype: str) -> contextlib.AbstractContextManager:
@@ -114,7 +104,7 @@ class Detector:
         whose area exceeds ``box_size_threshold`` × the frame's area is dropped (1.0 keeps all).
         No detection gives an empty list.
         """
-        _check_frame(frame)
+        check_frame(frame)
         for name, value in (("box_threshold", box_threshold), ("text_threshold", text_threshold)):
             if not 0.0 <= value <= 1.0:
                 raise InputError(f"{name} must be between 0 and 1, got {value}")
@@ -157,11 +147,3 @@ class Detector:
             detections.append(Detection(tuple(box), score, " ".join(phrase.replace(".", " ").split())))
         detections.sort(key=lambda d: d.score, reverse=True)
         return detections
-
-
-def _check_frame(frame: np.ndarray) -> None:
-    if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        got = f"{frame.dtype} array of shape {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
-        raise InputError(f"a frame must be an H×W×3 uint8 RGB array, got {got}")
-    if frame.shape[0] == 0 or frame.shape[1] == 0:
-        raise InputError(f"the frame is empty (shape {frame.shape})")

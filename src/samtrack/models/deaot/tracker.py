@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from samtrack.errors import InputError, ModelError
+from samtrack.models.common import check_frame, check_id_mask, resolve_device
 from samtrack.models.deaot.checkpoint import load_checkpoint
 from samtrack.models.deaot.config import VariantConfig, get_variant
 from samtrack.models.deaot.engine import Engine
@@ -64,7 +65,7 @@ class DeAOTTracker:
             raise InputError("long_term_mem_gap and max_len_long_term must be at least 1")
         if precision not in PRECISIONS:
             raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.net = network.to(self.device).eval()
         self.cfg: VariantConfig = network.cfg
         self.long_term_mem_gap = long_term_mem_gap
@@ -95,20 +96,6 @@ class DeAOTTracker:
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
-
-    def _check_frame(self, frame: np.ndarray) -> None:
-        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-            got = f"{type(frame).__name__} {getattr(frame, 'dtype', '')} {getattr(frame, 'shape', '')}"
-            raise InputError(f"a frame must be an RGB uint8 array of shape H x W x 3, got {got}")
-        if self.frame_size is not None and frame.shape[:2] != self.frame_size:
-            raise InputError(f"frame size changed from {self.frame_size[0]}x{self.frame_size[1]} to "
-                             f"{frame.shape[0]}x{frame.shape[1]}; every frame of a video must have the same size "
-                             "(call reset() before tracking another video)")
-
-    def _check_mask(self, mask: np.ndarray, frame_shape: tuple[int, int]) -> None:
-        if not isinstance(mask, np.ndarray) or mask.dtype != np.uint8 or mask.shape != frame_shape:
-            got = f"{type(mask).__name__} {getattr(mask, 'dtype', '')} {getattr(mask, 'shape', '')}"
-            raise InputError(f"an id mask must be a uint8 array of the frame's size {frame_shape}, got {got}")
 
     def _encode(self, frame: np.ndarray) -> list[torch.Tensor]:
         """Encoder features of a frame; the last frame's are reused (a keyframe is tracked, then referenced)."""
@@ -145,8 +132,8 @@ class DeAOTTracker:
     @torch.inference_mode()
     def add_reference(self, frame: np.ndarray, id_mask: np.ndarray) -> None:
         """(Re)reference all objects on this frame; new ids (up to 255) join as new objects."""
-        self._check_frame(frame)
-        self._check_mask(id_mask, frame.shape[:2])
+        check_frame(frame, self.frame_size)
+        check_id_mask(id_mask, frame.shape[:2])
         top = int(id_mask.max())
         if top > MAX_OBJECTS:
             raise InputError(f"at most {MAX_OBJECTS} objects can be tracked")
@@ -172,7 +159,7 @@ class DeAOTTracker:
         """
         if not self.engines:
             raise InputError("add_reference must be called with a first frame and its id mask before track")
-        self._check_frame(frame)
+        check_frame(frame, self.frame_size)
         enc = self._encode(frame)
         with self._autocast():
             for engine in self.engines:
@@ -192,7 +179,7 @@ class DeAOTTracker:
         """Memorise the last tracked frame with its (possibly corrected) id mask."""
         if not self.engines or self.frame_size is None:
             raise InputError("add_reference must be called before update_memory")
-        self._check_mask(id_mask, self.frame_size)
+        check_id_mask(id_mask, self.frame_size)
         if int(id_mask.max()) > self.obj_nums:
             raise InputError(f"id mask holds id {int(id_mask.max())} but only {self.obj_nums} objects are tracked; "
                              "add new objects with add_reference")

@@ -16,6 +16,7 @@ from transformers import (
 )
 
 from samtrack.errors import InputError, ModelError
+from samtrack.models.common import resolve_device
 from samtrack.models.registry import resolve_pretrained
 from samtrack.models.sam.backends import PromptModel, Sam2PromptModel, SamHQPromptModel
 from samtrack.models.sam.convert import sam_from_official_checkpoint
@@ -29,25 +30,6 @@ _FAMILIES = {
     "sam2": (Sam2Model, Sam2ImageProcessor, Sam2PromptModel),
     "edgetam": (EdgeTamModel, Sam2ImageProcessor, Sam2PromptModel),
 }
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; anything else must name an available device."""
-    if str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise InputError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device cuda requested but no CUDA GPU is available: use device='cpu' or 'auto'")
-    if resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError("device mps requested but MPS is not available: use device='cpu' or 'auto'")
-    return resolved
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from samtrack.errors import InputError
+from samtrack.models.common import check_frame, check_id_mask, resolve_device
 from samtrack.models.sam2video import steps
 from samtrack.models.sam2video.memory import MemoryFrame, ObjectMemory
 from samtrack.models.sam2video.steps import NO_OBJECT_LOGIT, Decoded, FrameFeatures, VideoModel
@@ -69,7 +70,7 @@ class Sam2VideoPropagator:
                              f"got {num_memory_frames}")
         if max_conditioning_frames < 1:
             raise InputError(f"max_conditioning_frames must be at least 1, got {max_conditioning_frames}")
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.processor = processor
         self.num_memory_frames = num_memory_frames
@@ -94,20 +95,6 @@ class Sam2VideoPropagator:
         return {oid: mem.num_frames() for oid, mem in sorted(self._objects.items())}
 
     # ----------------------------------------------------------------- checks
-    def _check_frame(self, frame: np.ndarray) -> None:
-        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-            got = f"{type(frame).__name__} {getattr(frame, 'dtype', '')} {getattr(frame, 'shape', '')}"
-            raise InputError(f"a frame must be an RGB uint8 array of shape H x W x 3, got {got}")
-        if self.frame_size is not None and frame.shape[:2] != self.frame_size:
-            raise InputError(f"frame size changed from {self.frame_size[0]}x{self.frame_size[1]} to "
-                             f"{frame.shape[0]}x{frame.shape[1]}; every frame of a video must have the same size "
-                             "(call reset() before tracking another video)")
-
-    def _check_mask(self, mask: np.ndarray, shape: tuple[int, int]) -> None:
-        if not isinstance(mask, np.ndarray) or mask.dtype != np.uint8 or mask.shape != shape:
-            got = f"{type(mask).__name__} {getattr(mask, 'dtype', '')} {getattr(mask, 'shape', '')}"
-            raise InputError(f"an id mask must be a uint8 array of the frame's size {shape}, got {got}")
-
     # ----------------------------------------------------------------- frames
     def _reusable(self, frame: np.ndarray) -> bool:
         """The pending frame is this one and not yet memorised (a key frame: tracked, then referenced)."""
@@ -187,7 +174,7 @@ class Sam2VideoPropagator:
         """
         if not self._objects:
             raise InputError("add_reference must be called with a first frame and its id mask before track")
-        self._check_frame(frame)
+        check_frame(frame, self.frame_size)
         pending = self._pending if self._reusable(frame) else self._advance(frame)
         if pending.decoded is None:
             self._predict(pending)
@@ -233,8 +220,8 @@ class Sam2VideoPropagator:
     @torch.inference_mode()
     def add_reference(self, frame: np.ndarray, id_mask: np.ndarray) -> None:
         """Reference the objects of `id_mask` on this frame: new ids join, changed ones are corrected."""
-        self._check_frame(frame)
-        self._check_mask(id_mask, frame.shape[:2])
+        check_frame(frame, self.frame_size)
+        check_id_mask(id_mask, frame.shape[:2])
         present = [int(i) for i in np.unique(id_mask) if i]
         if not present and not self._objects:
             raise InputError("the reference id mask holds no object (all pixels are 0); draw or pick an object first")
@@ -251,7 +238,7 @@ class Sam2VideoPropagator:
         pending = self._pending
         if pending is None or pending.committed or pending.labels is None or self.frame_size is None:
             raise InputError("update_memory needs a frame tracked with track() since the last memory update")
-        self._check_mask(id_mask, self.frame_size)
+        check_id_mask(id_mask, self.frame_size)
         unknown = sorted({int(i) for i in np.unique(id_mask) if i} - set(self._objects))
         if unknown:
             raise InputError(f"id mask holds ids {unknown} that are not tracked; add new objects with add_reference")

@@ -1,0 +1,47 @@
+"""Checks and device handling shared by every model wrapper."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from samtrack.errors import InputError
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; anything else must name an available device."""
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise InputError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device cuda requested but no CUDA GPU is available: use device 'cpu' or 'auto'")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError("device mps requested but MPS is not available: use device 'cpu' or 'auto'")
+    return resolved
+
+
+def check_frame(frame: np.ndarray, size: tuple[int, int] | None = None) -> None:
+    """A frame must be RGB uint8 H×W×3, and (for a tracker) keep the size of the video's first frame."""
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        got = f"{type(frame).__name__} {getattr(frame, 'dtype', '')} {getattr(frame, 'shape', '')}"
+        raise InputError(f"a frame must be an RGB uint8 array of shape H x W x 3, got {got}")
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise InputError(f"the frame is empty (shape {frame.shape})")
+    if size is not None and frame.shape[:2] != size:
+        raise InputError(f"frame size changed from {size[0]}x{size[1]} to {frame.shape[0]}x{frame.shape[1]}; "
+                         "every frame of a video must have the same size (call reset() before tracking another "
+                         "video)")
+
+
+def check_id_mask(mask: np.ndarray, shape: tuple[int, int]) -> None:
+    """An id mask must be uint8 and of its frame's size."""
+    if not isinstance(mask, np.ndarray) or mask.dtype != np.uint8 or mask.shape != shape:
+        got = f"{type(mask).__name__} {getattr(mask, 'dtype', '')} {getattr(mask, 'shape', '')}"
+        raise InputError(f"an id mask must be a uint8 array of the frame's size {shape}, got {got}")
