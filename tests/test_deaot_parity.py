@@ -7,15 +7,15 @@ compared with the official ones.
 
 Tolerance. The official code's numbers depend on the network input, and OpenCV's bicubic resize
 (Intel IPP inside opencv-python) rounds a handful of exact-tie pixels per frame differently on
-CPUs with other vector units (4 of 407,769 pixels of the stored frame-0 input differ by one grey
-level here, all at values x.5). DeAOT-T barely reacts to such a pixel (max |dlogit| stays below
-1e-4 everywhere); the deeper R50 encoder turns it into a local bump of up to ~2e-3 in a small
-blob of logits around that pixel (measured: the frame-1 hot spot sits on the one pixel where this
-machine's OpenCV differs from exact rounding, and setting that pixel to the exactly rounded
-value brings every logit of that frame within 1e-5 of the official ones, see the last test).
-So: DeAOT-T cases are held to max |dlogit| <= 1e-4 everywhere; R50 cases to a median below 1e-5 and a 95th percentile below 1e-4 on every frame (a
-memory or architecture mistake moves the bulk of the logits by 1e-4 to 1e-2, see the README's
-sensitivity section) and to a max below 1e-2.
+some CPUs (on one development machine 4 of 407,769 pixels of the stored frame-0 input differed by
+one grey level, all at values x.5; on an AVX-512 machine the input is identical). Where this
+machine's OpenCV reproduces the stored frame-0 input exactly, every case is held to the issue's
+rule: max |dlogit| <= 1e-4 everywhere (measured: below 4e-6 on every case). Otherwise DeAOT-T,
+which barely reacts to such a pixel, keeps that rule, and R50, whose deeper encoder turns one
+such pixel into a local bump of up to ~2e-3 around it, is held to a median below 1e-5 and a
+95th percentile below 1e-4 on every frame (a memory or architecture mistake moves the bulk of
+the logits by 1e-4 to 1e-2) and a max below 1e-2; the last test then proves the R50 network
+exact given the official input.
 """
 
 from __future__ import annotations
@@ -57,6 +57,16 @@ def _load(variant: str, case: str) -> np.lib.npyio.NpzFile:
 
 def _frame(path: str) -> np.ndarray:
     return np.array(Image.open(DAVIS / path).convert("RGB"))
+
+
+def _opencv_as_fixture_machine() -> bool:
+    """Whether this machine's bicubic resize reproduces the official run's stored input exactly."""
+    z = _load("r50_deaotl", "two_objects")
+    frame = _frame(str(z["frame_files"][0]))
+    return np.array_equal(resize_frame(frame, target_size(*frame.shape[:2], True)), z["preproc_frame0_resized_uint8"])
+
+
+STRICT = _opencv_as_fixture_machine()
 
 
 def _abs_err(got: np.ndarray, exp: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -106,7 +116,7 @@ def replay(request: pytest.FixtureRequest) -> tuple[str, str, Replay]:
 
 def _check(variant: str, errors: list[np.ndarray]) -> None:
     for t, err in enumerate(errors):
-        if variant == "deaott":
+        if STRICT or variant == "deaott":
             assert err.max() <= TOL, f"frame {t}: max |dlogit| {err.max():.3g}"
         else:
             assert np.median(err) <= TOL / 10, f"frame {t}: median |dlogit| {np.median(err):.3g}"
