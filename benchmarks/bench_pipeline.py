@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+from memory import peak_rss_mb, rss_mb
 from PIL import Image
 
 from samtrack.io.sources import open_source
@@ -34,15 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DAVIS = ROOT.parent / "shared" / "data" / "davis2016" / "JPEGImages" / "480p"
 R50 = ROOT.parent / "shared" / "fixtures" / "deaot" / "r50_deaotl.pth"
 SAM_DIR = Path(tempfile.gettempdir()) / "samtrack-bench" / "sam-vit-b-random"
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def tiny_random_sam() -> str:

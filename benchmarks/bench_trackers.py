@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from memory import peak_rss_mb, rss_mb
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FRAMES = SHARED / "data" / "davis2016" / "JPEGImages" / "480p" / "blackswan"
@@ -71,7 +71,8 @@ def worker(name: str, objects: int, frames: int, device: str, threads: int | Non
     images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(FRAMES.glob("*.jpg"))[:50]]
     tracker = build(name, device)
     tracker.add_reference(images[0], grid_ids(images[0].shape[:2], objects))
-    times, cpu_times = [], []
+    times, cpu_times, rss = [], [], []
+    every = max(frames // 10, 1)
     for i in range(1, frames + 1):
         start, cpu = time.perf_counter(), time.process_time()
         tracker.update_memory(tracker.track(images[i % len(images)]))
@@ -79,8 +80,12 @@ def worker(name: str, objects: int, frames: int, device: str, threads: int | Non
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
         cpu_times.append(time.process_time() - cpu)
+        if i % every == 0:
+            rss.append((i, rss_mb()))
     return {"ms": statistics.median(times) * 1000, "cpu_ms": statistics.median(cpu_times) * 1000,
-            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # Linux: ru_maxrss in KiB
+            "rss_mb": peak_rss_mb(),
+            "rss_curve": rss}
+
 
 
 def main() -> None:
@@ -106,8 +111,9 @@ def main() -> None:
                 sys.exit(f"{name} with {count} objects failed:\n{done.stderr[-2000:]}")
             results[name, count] = json.loads(done.stdout.strip().splitlines()[-1])
             r = results[name, count]
+            curve = " ".join(f"{i}:{mb:.0f}" for i, mb in r["rss_curve"])
             print(f"  {name:17s} {count:3d} objects: {r['ms']:9.1f} ms/frame ({r['cpu_ms']:.1f} ms CPU), "
-                  f"peak RSS {r['rss_mb']:7.0f} MB", file=sys.stderr, flush=True)
+                  f"peak RSS {r['rss_mb']:7.0f} MB; RSS MB after frame: {curve}", file=sys.stderr, flush=True)
     print(f"\nPer-frame tracking latency, median ms wall (CPU time of all threads), track + update_memory, "
           f"{args.device}, 854x480, {args.frames} frames per run; peak RSS (MB) after them")
     header = "| model | " + " | ".join(f"{k} obj ms" for k in args.objects) + " | " + \

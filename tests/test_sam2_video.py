@@ -294,3 +294,24 @@ def test_load_propagator_dispatch(tmp_path, tiny_dirs):
     (tmp_path / "config.json").write_text('{"model_type": "sam2_video"}')
     with pytest.raises(ModelError, match="cannot load"):
         load_propagator(str(tmp_path))
+
+
+def test_cli_memory_knobs_reach_the_tracker(tmp_path, tiny_dirs, frames, tiny_sam, capsys):
+    import json
+
+    from samtrack import cli
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(frames[:4]):
+        Image.fromarray(frame).save(folder / f"{i:05d}.png")
+    common = ["--quiet", "track", str(folder), "--box", "40,10,100,60", "--segmenter", tiny_sam,
+              "--tracker", "sam2.1-tiny", "--checkpoint", str(tiny_dirs["sam2"]), "--no-video", "--no-gif"]
+    out = tmp_path / "run"
+    assert cli.main([*common, "--out", str(out), "--num-memory-frames", "2", "--max-conditioning-frames", "3"]) == 0
+    settings = json.loads((out / "run.json").read_text())["settings"]
+    assert (settings["num_memory_frames"], settings["max_conditioning_frames"]) == (2, 3)
+    assert len(list((out / "masks").glob("*.png"))) == 4
+    capsys.readouterr()
+    assert cli.main([*common, "--out", str(tmp_path / "bad"), "--num-memory-frames", "9"]) == 1
+    assert "num_memory_frames must be in 0..6" in capsys.readouterr().err

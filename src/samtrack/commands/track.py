@@ -100,6 +100,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     ]:
         default = getattr(d, name)
         s.add_argument("--" + name.replace("_", "-"), dest=name, type=type(default), default=default, help=help_text)
+    s.add_argument("--num-memory-frames", type=int, default=d.num_memory_frames,
+                   help="SAM 2.1 / EdgeTAM: recent frames kept in each object's memory (default: the model's 6)")
+    s.add_argument("--max-conditioning-frames", type=int, default=d.max_conditioning_frames,
+                   help="SAM 2.1 / EdgeTAM: most prompted frames kept per object (its first is always kept)")
     out = p.add_argument_group("outputs")
     out.add_argument("--end", type=int, default=None, help="last frame to track (default: the last)")
     out.add_argument("--no-video", action="store_true", help="skip overlay.mp4")
@@ -186,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
         "sam_gap", "min_area", "max_obj_num", "min_new_obj_iou", "points_per_side", "pred_iou_thresh",
         "stability_score_thresh", "long_term_mem_gap", "max_len_long_term", "segmenter", "tracker",
         "device", "dtype", "detector", "audio_model", "box_threshold", "text_threshold", "box_size_threshold",
-        "label_num", "audio_threshold")}, tracker_checkpoint=args.checkpoint)
+        "label_num", "audio_threshold", "num_memory_frames", "max_conditioning_frames")},
+        tracker_checkpoint=args.checkpoint)
     source = open_source(args.input)  # a bad input is reported before any model is looked for
     needed = [(settings.tracker if args.checkpoint is None else args.checkpoint, "tracker")]
     if args.auto and not categories or any("text" not in p for items in prompts.values() for p in items):
