@@ -1,7 +1,7 @@
 """Propagator speed and memory: SAM 2.1 (4 sizes), EdgeTAM, R50-DeAOT-L and DeAOT-T side by side.
 
     .venv/bin/python benchmarks/bench_trackers.py [--frames 500] [--objects 1 5 20] [--models ...]
-        [--device cpu] [--threads N]
+        [--device cpu] [--threads N] [--timeout S]
 
 Every model is built at its released size with random weights (speed and memory do not depend on
 the weights' values): SAM 2.1 / EdgeTAM from their full configurations, DeAOT from the random-weight
@@ -9,7 +9,8 @@ official-format checkpoints in ../shared/fixtures/deaot. Each (model, object cou
 process on DAVIS blackswan at 854x480 (frames looped): frame 0 is the reference with K objects
 (tiles of a grid over the frame), then `--frames` frames are tracked with a memory update each.
 Printed per cell: median milliseconds per tracked frame (track + update_memory), wall clock and CPU
-time of all threads (steadier on a shared machine), and the process's peak RSS at the end. Numbers
+time of all threads (steadier on a shared machine), the process's peak RSS at the end and its RSS
+after every tenth of the frames (a flat tail means bounded memory). Numbers
 depend on how busy the machine is.
 """
 
@@ -95,18 +96,25 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds allowed per (model, objects) run; slower runs are reported as such")
     parser.add_argument("--worker", nargs=2, metavar=("MODEL", "OBJECTS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         result = worker(args.worker[0], int(args.worker[1]), args.frames, args.device, args.threads)
         print(json.dumps(result))
         return
-    results: dict[tuple[str, int], dict] = {}
+    results: dict[tuple[str, int], dict | None] = {}
     for name in args.models:
         for count in args.objects:
             cmd = [sys.executable, __file__, "--worker", name, str(count), "--frames", str(args.frames),
                    "--device", args.device] + (["--threads", str(args.threads)] if args.threads else [])
-            done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+            try:
+                done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=args.timeout)
+            except subprocess.TimeoutExpired:
+                results[name, count] = None
+                print(f"  {name:17s} {count:3d} objects: over {args.timeout:.0f} s", file=sys.stderr, flush=True)
+                continue
             if done.returncode != 0:
                 sys.exit(f"{name} with {count} objects failed:\n{done.stderr[-2000:]}")
             results[name, count] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -121,8 +129,9 @@ def main() -> None:
     print(header)
     print("|" + "---|" * (1 + 2 * len(args.objects)))
     for name in args.models:
-        cells = [f"{results[name, k]['ms']:.0f} ({results[name, k]['cpu_ms']:.0f})" for k in args.objects]
-        cells += [f"{results[name, k]['rss_mb']:.0f}" for k in args.objects]
+        runs = [results[name, k] for k in args.objects]
+        cells = [f"{r['ms']:.0f} ({r['cpu_ms']:.0f})" if r else "timed out" for r in runs]
+        cells += [f"{r['rss_mb']:.0f}" if r else "-" for r in runs]
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
