@@ -33,6 +33,12 @@ class AOTNetwork(nn.Module):
         self.cfg = cfg
         d = cfg.embed_dim
         self.encoder = build_encoder(cfg.encoder)
+        # CNN backbones run channels-last, oneDNN's preferred layout (2-core CPU, 480p: DeAOT-T 0.51 ->
+        # 0.45 s/frame, R50-DeAOT-L 1.10 -> 1.07; logits stay within 1.1e-5 of the official ones on
+        # every parity case). Swin works on tokens.
+        self.channels_last = cfg.encoder != "swin_base"
+        if self.channels_last:
+            self.encoder.to(memory_format=torch.channels_last)
         self.encoder_projector = nn.Conv2d(cfg.encoder_dims[-1], d, kernel_size=1)
         if cfg.model == "deaot":
             self.LSTT: nn.Module = DualBranchGPM(cfg.num_layers, d, cfg.self_heads, cfg.att_heads)
@@ -56,7 +62,9 @@ class AOTNetwork(nn.Module):
 
     def encode_image(self, img: torch.Tensor) -> list[torch.Tensor]:
         """Encoder features at strides 4, 8, 16 and the projected stride-16 embedding."""
-        feats = list(self.encoder(img))
+        if self.channels_last:
+            img = img.contiguous(memory_format=torch.channels_last)
+        feats = [f.contiguous() for f in self.encoder(img)]
         feats[-1] = self.encoder_projector(feats[-1])
         return feats
 
