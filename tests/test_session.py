@@ -186,6 +186,21 @@ def test_cli_track_with_box_on_video_writes_every_output(blackswan_mp4, tiny_sam
     assert run["settings"]["tracker"] == "deaot-t" and run["settings"]["sam_gap"] == 10
 
 
+def test_cli_tracks_mask_prompts_without_any_segmenter(frames_dir, gt_small, tmp_path):
+    """A prompts file of masks (e.g. ground truth) needs only the tracker, not SAM weights."""
+    Image.fromarray(gt_small[0].astype(np.uint8) * 255).save(tmp_path / "swan.png")
+    (tmp_path / "prompts.yaml").write_text("- frame: 0\n  label: swan\n  mask: swan.png\n")
+    out = tmp_path / "run"
+    code = cli.main(["--quiet", "track", str(frames_dir), "--out", str(out), "--prompts",
+                     str(tmp_path / "prompts.yaml"), "--segmenter", str(tmp_path / "no-such-sam"),
+                     "--tracker", "deaot-t", "--checkpoint", str(DEAOT_FIXTURES / "deaott.pth"),
+                     "--end", "2", "--no-gif", "--no-video"])
+    assert code == 0
+    masks = [load_id_mask(p) for p in sorted((out / "masks").glob("*.png"))]
+    assert np.array_equal(masks[0] == 1, gt_small[0])
+    assert json.loads((out / "objects.json").read_text())["1"]["label"] == "swan"
+
+
 def test_cli_track_reports_usage_and_input_errors(tmp_path, capsys):
     assert cli.main(["track", str(tmp_path / "missing.mp4"), "--auto", "--out", str(tmp_path / "o")]) == 1
     assert "missing.mp4" in capsys.readouterr().err

@@ -194,7 +194,8 @@ def run(args: argparse.Namespace) -> int:
         tracker_checkpoint=args.checkpoint)
     source = open_source(args.input)  # a bad input is reported before any model is looked for
     needed = [(settings.tracker if args.checkpoint is None else args.checkpoint, "tracker")]
-    if args.auto and not categories or any("text" not in p for items in prompts.values() for p in items):
+    needs_sam = {"points", "box", "stroke"}  # masks are tracked as given; text goes through the detector
+    if args.auto and not categories or any(needs_sam & set(p) for items in prompts.values() for p in items):
         needed.append((settings.segmenter, "segmenter"))
     if categories or args.audio or any("text" in p for items in prompts.values() for p in items):
         needed += [(settings.segmenter, "segmenter"), (settings.detector, "detector")]
