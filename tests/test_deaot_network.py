@@ -107,3 +107,52 @@ def test_checkpoint_without_tensors(tmp_path: Path) -> None:
 def test_missing_file() -> None:
     with pytest.raises(ModelError, match="does not exist"):
         load_checkpoint(AOTNetwork(VARIANTS["deaot-t"]), Path("/nonexistent/deaott.pth"))
+
+
+def _unfold_local_attention(q, k, v, max_dis):
+    """Local attention written the plain way (keys and values unfolded into every query's window)."""
+    b, d, h, w = q.shape
+    win = 2 * max_dis + 1
+    unfold = torch.nn.Unfold(win, padding=max_dis)
+    keys = unfold(k).view(b, d, win * win, h * w)
+    logits = (q.view(b, d, 1, h * w) * keys).sum(1)  # (B, win², hw)
+    inside = unfold(torch.ones(1, 1, h, w)).view(1, win * win, h * w) > 0
+    attn = torch.softmax(logits.masked_fill(~inside, -1e8), dim=1)
+    values = unfold(v).view(b, v.shape[1], win * win, h * w)
+    return attn, (attn.unsqueeze(1) * values).sum(2).permute(2, 0, 1)  # (hw, B, C)
+
+
+@pytest.mark.parametrize("h,w,tile", [(9, 13, 8), (5, 23, 4), (16, 8, 8), (3, 2, 8)])
+def test_local_attention_equals_the_unfolded_formulation(h: int, w: int, tile: int) -> None:
+    from samtrack.models.deaot.attention import local_aggregate, local_logits, local_softmax
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 6, h, w), torch.randn(3, 6, h, w), torch.randn(3, 5, h, w)
+    attn = local_softmax(local_logits(q, k, max_dis=7), h, w, max_dis=7)
+    expected_attn, expected = _unfold_local_attention(q, k, v, max_dis=7)
+    torch.testing.assert_close(attn, expected_attn)
+    torch.testing.assert_close(local_aggregate(attn, v, h, w, max_dis=7, tile=tile), expected)
+
+
+@pytest.mark.parametrize("name", ["deaot-t", "r50-deaotl"])
+def test_folding_batch_norms_keeps_encoder_outputs(name: str) -> None:
+    """Trained batch norms are far from identity: randomise them, fold, and compare the features."""
+    import copy
+
+    from samtrack.models.deaot.encoders import FrozenBatchNorm2d
+
+    torch.manual_seed(0)
+    net = AOTNetwork(VARIANTS[name]).eval()
+    for module in net.encoder.modules():
+        if isinstance(module, FrozenBatchNorm2d):
+            module.weight.uniform_(0.5, 1.5)
+            module.bias.normal_(0, 0.2)
+            module.running_mean.normal_(0, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+    folded = copy.deepcopy(net)
+    folded.fold_batch_norms()
+    assert not any(isinstance(m, FrozenBatchNorm2d) for m in folded.modules())
+    image = torch.randn(1, 3, 97, 129)
+    with torch.inference_mode():
+        for got, expected in zip(folded.encode_image(image), net.encode_image(image)):
+            torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)

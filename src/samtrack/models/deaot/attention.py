@@ -44,23 +44,37 @@ def local_logits(q: torch.Tensor, k: torch.Tensor, max_dis: int) -> torch.Tensor
     return out.view(b, win * win, h * w)
 
 
-def local_aggregate(attn: torch.Tensor, v: torch.Tensor, h: int, w: int, max_dis: int) -> torch.Tensor:
+def local_aggregate(attn: torch.Tensor, v: torch.Tensor, h: int, w: int, max_dis: int,
+                    tile: int = 8) -> torch.Tensor:
     """Weighted sum of the values in each query's window.
 
-    attn: ``(B, window*window, h*w)``; v: ``(B, C, h, w)``. Returns ``(B, h*w, C)``.
+    attn: ``(B, window*window, h*w)``; v: ``(B, C, h, w)``. Returns tokens ``(h*w, B, C)``.
+
+    Each map row is cut into tiles of ``tile`` queries; for one window row ``dy`` a tile needs
+    only ``tile + window - 1`` consecutive keys, so the banded weights are ``tile x (tile + 14)``
+    instead of ``w x (w + 14)`` (R50-DeAOT-L at 480p: 30 -> 26 ms per call). The padded values
+    are laid out ``(row, B, P, C)`` with ``P`` a multiple of ``tile``: then every tile's keys
+    are one strided window of the same buffer, read in place. Tiles past the row end hold zero
+    weights; the last ones read into the next row (or the spare zero row at the end).
     """
     b, c = v.shape[:2]
     win = 2 * max_dis + 1
-    pw = w + 2 * max_dis
-    vp = nn.functional.pad(v, (max_dis, max_dis, max_dis, max_dis)).permute(0, 2, 3, 1)  # (B, h+2m, pw, C)
-    attn = attn.view(b, win, win, h, w).permute(0, 1, 3, 4, 2)  # (B, dy, h, w, dx)
-    band = attn.new_zeros(b * h, w, pw)
+    keys = tile + win - 1
+    tiles = -(-(w + win - 1) // tile)
+    pw = tiles * tile
+    vp = v.new_zeros(h + win, b, pw, c)  # one spare row for the last tiles' overreach
+    vp[max_dis:max_dis + h, :, max_dis:max_dis + w].copy_(v.permute(2, 0, 3, 1))
+    weights = attn.new_zeros(win, h, b, pw, win)  # (dy, row, B, query x, dx), zero past the row end
+    weights[:, :, :, :w].copy_(attn.view(b, win, win, h, w).permute(1, 3, 0, 4, 2))
+    batch = h * b * tiles
+    band = attn.new_zeros(batch, tile, keys)
+    diagonals = band.as_strided((batch, tile, win), (tile * keys, keys + 1, 1))
     out = None
     for dy in range(win):
-        _band_view(band, w, win).copy_(attn[:, dy].reshape(b * h, w, win))
-        values = vp[:, dy:dy + h].reshape(b * h, pw, c)
+        diagonals.copy_(weights[dy].view(batch, tile, win))
+        values = vp.as_strided((batch, keys, c), (tile * c, c, 1), vp.storage_offset() + dy * b * pw * c)
         out = torch.bmm(band, values) if out is None else out.baddbmm_(band, values)
-    return out.view(b, h * w, c)
+    return out.view(h, b, pw, c)[:, :, :w].permute(0, 2, 1, 3).reshape(h * w, b, c)
 
 
 def local_softmax(qk: torch.Tensor, h: int, w: int, max_dis: int) -> torch.Tensor:
@@ -138,9 +152,8 @@ class MultiheadLocalAttention(nn.Module):
         qk = local_logits(q, k.reshape(n * heads, self.hidden, h, w), self.max_dis) + rel
         attn = local_softmax(qk, h, w, self.max_dis)  # (n*heads, win2, hw)
         out = local_aggregate(attn, v.reshape(n * heads, self.hidden, h, w), h, w, self.max_dis)
-        bias = torch.einsum("bwp,bcw->bpc", attn, self.relative_emb_v.repeat(n, 1, 1))
-        out = (out + bias).view(n, heads, h * w, self.hidden).permute(2, 0, 1, 3).reshape(h * w, n, c)
-        return self.projection(out)
+        bias = torch.einsum("bwp,bcw->pbc", attn, self.relative_emb_v.repeat(n, 1, 1))
+        return self.projection((out + bias).view(h * w, n, c))
 
 
 class GatedPropagation(nn.Module):
@@ -216,5 +229,5 @@ class LocalGatedPropagation(nn.Module):
         qk = local_logits(q, k.reshape(n * heads, self.d_att, h, w), self.max_dis) + rel
         attn = local_softmax(qk, h, w, self.max_dis)
         out = local_aggregate(attn, v.reshape(n * heads, self.hidden, h, w), h, w, self.max_dis)
-        out = out.view(n, heads, h * w, self.hidden).permute(2, 0, 1, 3).reshape(h * w, n, -1) * u
+        out = out.view(h * w, n, -1) * u
         return self.projection(self.dw_conv(out, size_2d))

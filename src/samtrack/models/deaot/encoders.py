@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -26,6 +27,22 @@ class FrozenBatchNorm2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                             training=False, eps=self.eps)
+
+
+def fold_frozen_batch_norms(module: nn.Module) -> None:
+    """Fold, in place, every :class:`FrozenBatchNorm2d` registered right after a convolution into
+    that convolution's weight and bias (the norm becomes an identity). Inference only: the
+    ``state_dict`` no longer has the official keys afterwards."""
+    previous = None
+    for name, child in list(module.named_children()):
+        if isinstance(child, FrozenBatchNorm2d) and isinstance(previous, nn.Conv2d):
+            previous.weight, previous.bias = fuse_conv_bn_weights(
+                previous.weight, previous.bias, child.running_mean, child.running_var, child.eps,
+                child.weight, child.bias)
+            setattr(module, name, nn.Identity())
+        else:
+            fold_frozen_batch_norms(child)
+        previous = child
 
 
 def _conv_bn_relu6(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1,

@@ -57,6 +57,8 @@ class DeAOTTracker:
     """Propagates an id mask through a video: ``add_reference``, ``track``, ``update_memory``, ``reset``.
 
     Frames are RGB ``uint8`` ``H x W x 3``; id masks ``uint8`` ``H x W`` (0 = background).
+    The tracker prepares ``network`` for inference in place (eval mode, batch norms folded), so
+    load its weights before handing it over.
     """
 
     def __init__(self, network: AOTNetwork, device: str | torch.device = "cpu", long_term_mem_gap: int = 9999,
@@ -66,6 +68,7 @@ class DeAOTTracker:
         if precision not in PRECISIONS:
             raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         self.device = resolve_device(device)
+        network.fold_batch_norms()  # in place: the tracker owns the network from here on
         self.net = network.to(self.device).eval()
         self.cfg: VariantConfig = network.cfg
         self.long_term_mem_gap = long_term_mem_gap
