@@ -156,3 +156,20 @@ def test_folding_batch_norms_keeps_encoder_outputs(name: str) -> None:
     with torch.inference_mode():
         for got, expected in zip(folded.encode_image(image), net.encode_image(image)):
             torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("videos", [1, 2])
+def test_token_convolutions_equal_the_plain_map_convolution(videos: int) -> None:
+    from samtrack.models.deaot.layers import DWConv2d, GNActDWConv2d
+
+    torch.manual_seed(0)
+    h, w, c = 7, 9, 64
+    tokens = torch.randn(h * w, videos, c)
+    as_map = tokens.view(h, w, videos, c).permute(2, 3, 0, 1).contiguous()
+    for module in (DWConv2d(c), GNActDWConv2d(c)):
+        plain = module.conv.weight.contiguous()
+        pre = module.gn(as_map) if isinstance(module, GNActDWConv2d) else as_map
+        pre = torch.nn.functional.gelu(pre) if isinstance(module, GNActDWConv2d) else pre
+        expected = torch.nn.functional.conv2d(pre, plain, padding=2, groups=c)
+        expected = expected.flatten(2).permute(2, 0, 1)
+        torch.testing.assert_close(module(tokens, (h, w)), expected)

@@ -147,8 +147,8 @@ class MultiheadLocalAttention(nn.Module):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         n, c, h, w = q.shape
         heads, win2 = self.num_head, self.window ** 2
-        rel = self.relative_emb_k(q).view(n * heads, win2, h * w)
-        q = (q / self.scale).view(n * heads, self.hidden, h, w)
+        rel = self.relative_emb_k(q).reshape(n * heads, win2, h * w)
+        q = (q / self.scale).reshape(n * heads, self.hidden, h, w)
         qk = local_logits(q, k.reshape(n * heads, self.hidden, h, w), self.max_dis) + rel
         attn = local_softmax(qk, h, w, self.max_dis)  # (n*heads, win2, hw)
         out = local_aggregate(attn, v.reshape(n * heads, self.hidden, h, w), h, w, self.max_dis)
@@ -224,8 +224,8 @@ class LocalGatedPropagation(nn.Module):
                 size_2d: tuple[int, int]) -> torch.Tensor:
         n, _, h, w = v.shape
         heads = self.num_head
-        rel = self.relative_emb_k(q).view(n * heads, self.window ** 2, h * w)
-        q = (q / self.scale).view(n * heads, self.d_att, h, w)
+        rel = self.relative_emb_k(q).reshape(n * heads, self.window ** 2, h * w)
+        q = (q / self.scale).reshape(n * heads, self.d_att, h, w)
         qk = local_logits(q, k.reshape(n * heads, self.d_att, h, w), self.max_dis) + rel
         attn = local_softmax(qk, h, w, self.max_dis)
         out = local_aggregate(attn, v.reshape(n * heads, self.hidden, h, w), h, w, self.max_dis)
