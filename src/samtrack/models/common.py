@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import sys
+
 import numpy as np
 import torch
 
@@ -25,6 +30,25 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if resolved.type == "mps" and not torch.backends.mps.is_available():
         raise InputError("device mps requested but MPS is not available: use device 'cpu' or 'auto'")
     return resolved
+
+
+@functools.cache
+def keep_freed_cpu_memory() -> bool:
+    """Ask glibc to keep freed blocks of up to 32 MB for reuse instead of unmapping them.
+
+    Eager inference allocates and frees feature maps of a few to 30 MB per layer; by default
+    glibc returns such blocks to the system and every new one is faulted in page by page again
+    (a residual add of two 480p ResNet maps: 29 ms instead of 9). The process keeps up to
+    256 MB of freed memory for reuse. Returns whether the allocator took the settings (glibc only).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 256 << 20))
+    except (OSError, AttributeError):  # not glibc
+        return False
 
 
 def check_frame(frame: np.ndarray, size: tuple[int, int] | None = None) -> None:

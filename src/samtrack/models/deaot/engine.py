@@ -52,7 +52,7 @@ class Engine:
         return self.long_term[0][0].shape[0] // (self.size_2d[0] * self.size_2d[1])
 
     def _identity(self, mask: torch.Tensor) -> torch.Tensor:
-        return self.net.id_embedding(one_hot_mask(mask, self.net.cfg.max_obj_num))
+        return self.net.id_embedding(one_hot_mask(mask, self.obj_nums))
 
     def add_reference(self, enc_embs: list[torch.Tensor], mask: torch.Tensor, obj_nums: int) -> None:
         """Self-propagate a frame with its known id map (network input size) and memorise it."""

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from samtrack.errors import InputError, ModelError
-from samtrack.models.common import check_frame, check_id_mask, resolve_device
+from samtrack.models.common import check_frame, check_id_mask, keep_freed_cpu_memory, resolve_device
 from samtrack.models.deaot.checkpoint import load_checkpoint
 from samtrack.models.deaot.config import VariantConfig, get_variant
 from samtrack.models.deaot.engine import Engine
@@ -27,16 +27,17 @@ MAX_OBJECTS = 255
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
-def merge_logits(all_logits: list[torch.Tensor], slots: int) -> torch.Tensor:
-    """Merge per-engine logits: background = product of the engines' background probabilities,
-    objects = every engine's object probabilities in engine order, back to clamped logits."""
+def merge_logits(all_logits: list[torch.Tensor]) -> torch.Tensor:
+    """Merge per-engine logits (each engine's background and object slots): background = product
+    of the engines' background probabilities, objects = every engine's object probabilities in
+    engine order, back to clamped logits."""
     if len(all_logits) == 1:
         return all_logits[0]
     bg, fg = [], []
     for logits in all_logits:
         prob = torch.softmax(logits, dim=1)
         bg.append(prob[:, 0:1])
-        fg.append(prob[:, 1:1 + slots])
+        fg.append(prob[:, 1:])
     merged = torch.cat([torch.prod(torch.cat(bg, dim=1), dim=1, keepdim=True)] + fg, dim=1)
     return torch.logit(merged.clamp(1e-5, 1 - 1e-5))
 
@@ -68,6 +69,8 @@ class DeAOTTracker:
         if precision not in PRECISIONS:
             raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            keep_freed_cpu_memory()
         network.fold_batch_norms()  # in place: the tracker owns the network from here on
         self.net = network.to(self.device).eval()
         self.cfg: VariantConfig = network.cfg
@@ -168,10 +171,11 @@ class DeAOTTracker:
             for engine in self.engines:
                 engine.propagate(enc)
             self.last_native_logits = [engine.decode() for engine in self.engines]
-        upsampled = [F.interpolate(x, size=self.frame_size, mode="bilinear", align_corners=self.cfg.align_corners)
-                     for x in self.last_native_logits]
-        # slots past the last object come last and never win the argmax: drop them first
-        logits = merge_logits(upsampled, self.max_obj_per_engine)[0, :self.obj_nums + 1]
+        # the empty slots (-1e10) add nothing to the merge and never win the argmax: drop them first
+        upsampled = [F.interpolate(x[:, :count + 1], size=self.frame_size, mode="bilinear",
+                                   align_corners=self.cfg.align_corners)
+                     for x, count in zip(self.last_native_logits, self._engine_obj_nums())]
+        logits = merge_logits(upsampled)[0]
         labels = channel_argmax(logits).cpu().numpy()
         if return_logits:
             return labels, logits.cpu().numpy()
