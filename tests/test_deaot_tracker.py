@@ -55,13 +55,16 @@ def test_public_entry_point_and_outputs(tracker: DeAOTTracker, frames: list[np.n
 
 def test_more_than_ten_objects_share_one_encoding(tracker: DeAOTTracker, frames: list[np.ndarray],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
-    encode = tracker.net.encode_image
+    calls, adapted = [], []
+    encode, adapt = tracker.net.encode_image, tracker.net.decoder.adapt_shortcuts
     monkeypatch.setattr(tracker.net, "encode_image", lambda img: calls.append(1) or encode(img))
+    monkeypatch.setattr(tracker.net.decoder, "adapt_shortcuts", lambda feats: adapted.append(1) or adapt(feats))
     tracker.add_reference(frames[0], _grid_mask(23))
     assert [e.obj_nums for e in tracker.engines] == [10, 10, 3]
     ids, logits = tracker.track(frames[1], return_logits=True)
-    assert len(calls) == 2  # one encoding for the reference, one for the tracked frame
+    # one encoding for the reference, one for the tracked frame; the 3 engines decode with the
+    # frame's shared decoder shortcuts
+    assert len(calls) == len(adapted) == 2
     assert logits.shape == (24, *SIZE)
     assert ids.max() <= 23 and np.array_equal(ids, logits.argmax(0))
     tracker.update_memory(ids)

@@ -26,12 +26,18 @@ class FPNSegmentationHead(nn.Module):
         self.adapter_4x = nn.Conv2d(shortcut_dims[-4], hidden_dim // 2, 1)
         self.conv_out = nn.Conv2d(hidden_dim // 2, out_dim, 1)
 
-    def forward(self, inputs: list[torch.Tensor], shortcuts: list[torch.Tensor]) -> torch.Tensor:
+    def adapt_shortcuts(self, shortcuts: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The encoder's stride 4, 8 and 16 features through their 1x1 adapters: they depend on the
+        frame only, so several engines decoding one frame share them."""
+        return [self.adapter_4x(shortcuts[-4]), self.adapter_8x(shortcuts[-3]), self.adapter_16x(shortcuts[-2])]
+
+    def forward(self, inputs: list[torch.Tensor], adapted: list[torch.Tensor]) -> torch.Tensor:
+        """Logits from the stride-16 inputs and the :meth:`adapt_shortcuts` of the same frame."""
         x = torch.cat(inputs, dim=1) if self.decode_intermediate_input else inputs[-1]
         x = F.relu_(self.conv_in(x))
-        x = F.relu_(self.conv_16x(self.adapter_16x(shortcuts[-2]) + x))
-        x = F.interpolate(x, size=shortcuts[-3].shape[-2:], mode="bilinear", align_corners=self.align_corners)
-        x = F.relu_(self.conv_8x(self.adapter_8x(shortcuts[-3]) + x))
-        x = F.interpolate(x, size=shortcuts[-4].shape[-2:], mode="bilinear", align_corners=self.align_corners)
-        x = F.relu_(self.conv_4x(self.adapter_4x(shortcuts[-4]) + x))
+        x = F.relu_(self.conv_16x(adapted[2] + x))
+        x = F.interpolate(x, size=adapted[1].shape[-2:], mode="bilinear", align_corners=self.align_corners)
+        x = F.relu_(self.conv_8x(adapted[1] + x))
+        x = F.interpolate(x, size=adapted[0].shape[-2:], mode="bilinear", align_corners=self.align_corners)
+        x = F.relu_(self.conv_4x(adapted[0] + x))
         return self.conv_out(x)

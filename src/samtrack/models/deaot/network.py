@@ -70,12 +70,12 @@ class AOTNetwork(nn.Module):
         return self.cfg.model == "deaot"
 
     def encode_image(self, img: torch.Tensor) -> list[torch.Tensor]:
-        """Encoder features at strides 4, 8, 16 and the projected stride-16 embedding."""
+        """The frame's decoder shortcuts (encoder features at strides 4, 8 and 16, already through
+        the decoder's adapters, computed once for all engines) and its projected stride-16 embedding."""
         if self.channels_last:
             img = img.contiguous(memory_format=torch.channels_last)
         feats = self.encoder(img)  # the decoder takes the shortcuts channels-last as they come
-        feats[-1] = self.encoder_projector(feats[-1].contiguous())
-        return feats
+        return self.decoder.adapt_shortcuts(feats) + [self.encoder_projector(feats[-1].contiguous())]
 
     def position_embedding(self, h: int, w: int, batch: int) -> torch.Tensor:
         """Sine position embedding of the encoder grid as tokens ``(h*w, batch, d)``."""
@@ -101,7 +101,8 @@ class AOTNetwork(nn.Module):
         return self.LSTT(map_to_seq(enc_embs[-1]), long_term, short_term, curr_id_emb, pos_emb, size_2d)
 
     def decode(self, lstt_embs: list[torch.Tensor], enc_embs: list[torch.Tensor]) -> torch.Tensor:
-        """Id logits ``(n, max_obj_num + 1, H/4, W/4)`` from propagated tokens and encoder shortcuts."""
+        """Id logits ``(n, max_obj_num + 1, H/4, W/4)`` from propagated tokens and the frame's
+        :meth:`encode_image` output."""
         n, _, h, w = enc_embs[-1].shape
         inputs = [enc_embs[-1]] + [e.view(h, w, n, -1).permute(2, 3, 0, 1) for e in lstt_embs]
-        return self.decoder(inputs, enc_embs)
+        return self.decoder(inputs, enc_embs[:3])
