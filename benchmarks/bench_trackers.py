@@ -83,10 +83,11 @@ def worker(name: str, objects: int, frames: int, device: str, threads: int | Non
         cpu_times.append(time.process_time() - cpu)
         if i % every == 0:
             rss.append((i, rss_mb()))
+            print(f"    {name} {objects} objects: frame {i}/{frames}, {times[-1]:.2f} s, RSS {rss[-1][1]:.0f} MB",
+                  file=sys.stderr, flush=True)
     return {"ms": statistics.median(times) * 1000, "cpu_ms": statistics.median(cpu_times) * 1000,
             "rss_mb": peak_rss_mb(),
             "rss_curve": rss}
-
 
 
 def main() -> None:
@@ -110,13 +111,14 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--worker", name, str(count), "--frames", str(args.frames),
                    "--device", args.device] + (["--threads", str(args.threads)] if args.threads else [])
             try:
-                done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=args.timeout)
+                # the worker's progress lines go straight to this terminal; its result comes on stdout
+                done = subprocess.run(cmd, check=False, stdout=subprocess.PIPE, text=True, timeout=args.timeout)
             except subprocess.TimeoutExpired:
                 results[name, count] = None
                 print(f"  {name:17s} {count:3d} objects: over {args.timeout:.0f} s", file=sys.stderr, flush=True)
                 continue
             if done.returncode != 0:
-                sys.exit(f"{name} with {count} objects failed:\n{done.stderr[-2000:]}")
+                sys.exit(f"{name} with {count} objects failed (its error is above)")
             results[name, count] = json.loads(done.stdout.strip().splitlines()[-1])
             r = results[name, count]
             curve = " ".join(f"{i}:{mb:.0f}" for i, mb in r["rss_curve"])
