@@ -111,12 +111,41 @@ class FrameSource(ABC):
 
 # ---------------------------------------------------------------------------------------- folders
 
+def image_to_rgb(im: Image.Image, path: str | Path) -> np.ndarray:
+    """The RGB uint8 pixels of a decoded image of any mode a frame file can have.
+
+    8-bit modes (1, L, LA, P, PA, RGB, RGBA, RGBX, CMYK, YCbCr, HSV) convert with Pillow; alpha is
+    ignored. 16-bit grey (I;16*, and I holding values 0..65535) keeps its high byte, as Pillow does
+    for 16-bit colour PNGs. Modes without a defined 8-bit range (floating point, 32-bit integers beyond
+    16 bits, LAB, premultiplied alpha) raise `InputError` naming `path`.
+    """
+    mode = im.mode
+    if mode in _EIGHT_BIT_MODES:
+        return np.asarray(im.convert("RGB"))
+    if mode == "I" or mode.startswith("I;16"):
+        values = np.asarray(im)
+        if values.size and (values.min() < 0 or values.max() > 0xFFFF):
+            raise _mode_error(path, mode, f"integers beyond 16 bits ({values.min()}..{values.max()})")
+        gray = (values.astype(np.uint32) >> 8).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode == "F":
+        raise _mode_error(path, mode, "floating-point pixels, whose brightness range is not defined")
+    raise _mode_error(path, mode, f"{mode} pixels, which have no defined RGB conversion")
+
+
+_EIGHT_BIT_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "HSV"})
+
+
+def _mode_error(path: str | Path, mode: str, what: str) -> InputError:
+    return InputError(f"{path} holds {what} (image mode {mode}); save the frames as 8-bit or 16-bit "
+                      "RGB/grey PNG or JPEG")
+
+
 def _load_image(path: Path) -> np.ndarray:
     """Decode an image file to RGB uint8 with EXIF orientation applied."""
     try:
         with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB"))
+            return image_to_rgb(ImageOps.exif_transpose(im), path)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"cannot read image {path}: {exc}; replace or delete the file") from exc
 
