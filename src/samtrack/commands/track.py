@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import yaml
 
 from samtrack.errors import InputError
 from samtrack.io.masks import load_id_mask
-from samtrack.io.sources import open_source
-from samtrack.models import registry
+from samtrack.tracking.job import TrackJob
 from samtrack.tracking.settings import Settings
 
 
@@ -37,7 +35,6 @@ def _floats(text: str, n: tuple[int, ...], what: str) -> list[float]:
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    d = Settings()
     p = sub.add_parser(
         "track", help="segment and track objects through a video or image folder",
         description="Segment objects on key frames (clicks, boxes, strokes, a prompts file, or automatically "
@@ -47,6 +44,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("input", help="video file (mp4, mov, avi, mkv, webm) or folder of frames (jpg/png)")
     p.add_argument("--out", "-o", required=True, help="run directory to write")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    add_options(p)
+    return p
+
+
+def add_options(p: argparse.ArgumentParser) -> None:
+    """Every option of a track job but its input and output (`samtrack batch` takes them all)."""
+    d = Settings()
     mode = p.add_argument_group("what to track (give --auto, or prompts)")
     mode.add_argument("--auto", action="store_true",
                       help="SAM-Track's automatic mode: segment everything on frame 0 and every --sam-gap frames, "
@@ -108,7 +112,6 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     out.add_argument("--end", type=int, default=None, help="last frame to track (default: the last)")
     out.add_argument("--no-video", action="store_true", help="skip overlay.mp4")
     out.add_argument("--no-gif", action="store_true", help="skip overlay.gif")
-    return p
 
 
 def _prompts_from_args(args: argparse.Namespace) -> dict[int, list[dict]]:
@@ -168,11 +171,14 @@ def _prompts_from_file(path: str) -> dict[int, list[dict]]:
     return prompts
 
 
-def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+SETTINGS = ("sam_gap", "min_area", "max_obj_num", "min_new_obj_iou", "points_per_side", "pred_iou_thresh",
+            "stability_score_thresh", "long_term_mem_gap", "max_len_long_term", "segmenter", "tracker",
+            "device", "dtype", "detector", "audio_model", "box_threshold", "text_threshold", "box_size_threshold",
+            "label_num", "audio_threshold", "num_memory_frames", "max_conditioning_frames")
 
-    from samtrack.tracking.session import Session
 
+def job_from_args(args: argparse.Namespace) -> TrackJob:
+    """The job `samtrack track` runs for these arguments (also what `samtrack batch` runs per input)."""
     prompts = _prompts_from_args(args)
     if args.prompts:
         for frame, items in _prompts_from_file(args.prompts).items():
@@ -186,32 +192,17 @@ def run(args: argparse.Namespace) -> int:
         prompts = {}
     if not args.auto and not prompts and not args.resume and not args.audio:
         raise InputError("nothing to track: give --auto, --audio, or prompts with --click/--box/--text/--prompts")
-    settings = Settings(**{k: getattr(args, k) for k in (
-        "sam_gap", "min_area", "max_obj_num", "min_new_obj_iou", "points_per_side", "pred_iou_thresh",
-        "stability_score_thresh", "long_term_mem_gap", "max_len_long_term", "segmenter", "tracker",
-        "device", "dtype", "detector", "audio_model", "box_threshold", "text_threshold", "box_size_threshold",
-        "label_num", "audio_threshold", "num_memory_frames", "max_conditioning_frames")},
-        tracker_checkpoint=args.checkpoint)
-    source = open_source(args.input)  # a bad input is reported before any model is looked for
-    needed = [(settings.tracker if args.checkpoint is None else args.checkpoint, "tracker")]
-    needs_sam = {"points", "box", "stroke"}  # masks are tracked as given; text goes through the detector
-    if args.auto and not categories or any(needs_sam & set(p) for items in prompts.values() for p in items):
-        needed.append((settings.segmenter, "segmenter"))
-    if categories or args.audio or any("text" in p for items in prompts.values() for p in items):
-        needed += [(settings.segmenter, "segmenter"), (settings.detector, "detector")]
-    if args.audio:
-        needed.append((settings.audio_model, "audio"))
-    registry.ensure_available(list(dict.fromkeys(needed)))
-    session = Session(source, args.out, settings, resume=args.resume)
-    if args.audio and not args.resume:
-        sounds = session.sounds()
-        if not sounds:
-            raise InputError(f"no sound label in {args.input} is above --audio-threshold {args.audio_threshold}")
-        if not args.quiet:
-            print("sounds: " + ", ".join(f"{label} {prob:.2f}" for label, prob in sounds))
-        first = min(prompts, default=0)
-        prompts.setdefault(first, []).append({"text": sounds[0][0]})
-    bar = tqdm(total=len(session), unit="frame", disable=args.quiet, dynamic_ncols=True)
+    settings = Settings(**{k: getattr(args, k) for k in SETTINGS}, tracker_checkpoint=args.checkpoint)
+    return TrackJob(str(args.input), str(args.out), settings, prompts, auto=args.auto, categories=categories,
+                    audio=args.audio, backward=args.backward, end=args.end, video=not args.no_video,
+                    gif=not args.no_gif, resume=args.resume)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    job = job_from_args(args)
+    bar = tqdm(unit="frame", disable=args.quiet, dynamic_ncols=True)
 
     def progress(done: int, total: int, info: dict) -> None:
         bar.total = total
@@ -219,23 +210,11 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix(objects=info["objects"], refresh=False)
         bar.refresh()
 
-    started = time.perf_counter()
     try:
-        if args.resume and session.resume(prompts, progress=progress):
-            pass
-        elif args.auto:
-            session.run_auto(args.end, categories=categories, progress=progress)
-        else:
-            session.track_prompts(prompts, args.end, progress=progress)
-            if args.backward:
-                for frame in sorted(f for f in prompts if f > 0):
-                    session.propagate_backward(frame, progress=progress)
-        bar.close()
-        session.finalize(video=not args.no_video, gif=not args.no_gif,
-                         timings={"total_seconds": time.perf_counter() - started})
+        result = job.run(progress=progress, log=None if args.quiet else print, tracked=bar.close,
+                         render_progress=not args.quiet)
     finally:
         bar.close()
-        session.close()
     if not args.quiet:
-        print(json.dumps({"out": str(Path(args.out)), "frames": len(session), "objects": len(session.objects)}))
+        print(json.dumps({"out": result["out"], "frames": result["frames"], "objects": result["objects"]}))
     return 0

@@ -1,0 +1,105 @@
+"""One `samtrack track` job: what it needs and what it does, shared by the CLI and the batch runner.
+
+A `TrackJob` is the whole of a track run over one input (its prompts, mode, settings and outputs).
+`samtrack track` builds one from its command line and runs it; `samtrack batch` builds one per input
+and runs it in a worker that keeps its models loaded, so both produce the same outputs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from samtrack.errors import InputError
+from samtrack.io.sources import open_source
+from samtrack.models import registry
+from samtrack.tracking.settings import Settings
+
+Progress = Callable[[int, int, dict], None]  # (frames done, frames total, info), as Session reports it
+NEEDS_SEGMENTER = {"points", "box", "stroke"}  # masks are tracked as given; text goes through the detector
+
+
+@dataclass
+class TrackJob:
+    """Segment and track one input into one run directory (see `samtrack track --help`)."""
+
+    input: str
+    out: str
+    settings: Settings = field(default_factory=Settings)
+    prompts: dict[int, list[dict]] = field(default_factory=dict)  # frame -> Session.add_object kwargs
+    auto: bool = False
+    categories: str | None = None  # auto mode: detect these ("swan. duck") instead of segment-everything
+    audio: bool = False
+    backward: bool = False
+    end: int | None = None
+    video: bool = True
+    gif: bool = True
+    resume: bool = False
+
+    def needed_models(self) -> list[tuple[str, str]]:
+        """(name or path, kind) of every model this job loads, without duplicates."""
+        s = self.settings
+        needed = [(s.tracker if s.tracker_checkpoint is None else s.tracker_checkpoint, "tracker")]
+        prompts = [p for items in self.prompts.values() for p in items]
+        if self.auto and not self.categories or any(NEEDS_SEGMENTER & set(p) for p in prompts):
+            needed.append((s.segmenter, "segmenter"))
+        if self.categories or self.audio or any("text" in p for p in prompts):
+            needed += [(s.segmenter, "segmenter"), (s.detector, "detector")]
+        if self.audio:
+            needed.append((s.audio_model, "audio"))
+        return list(dict.fromkeys(needed))
+
+    def run(self, *, models: dict[str, Any] | None = None, progress: Progress | None = None,
+            log: Callable[[str], None] | None = None, tracked: Callable[[], None] | None = None,
+            render_progress: bool = True) -> dict[str, Any]:
+        """Track the input and write every output; returns {frames, tracked, objects, seconds}.
+
+        `models` holds already loaded models ("segmenter", "tracker", "detector") to use instead of
+        loading them; `log` receives what the run has to say (the sounds heard with `audio`);
+        `tracked()` is called when tracking is over, before the outputs are rendered. The result's
+        `tracked` counts the frames processed by this call (fewer on a resumed run).
+        """
+        from samtrack.tracking.session import Session
+
+        source = open_source(self.input)  # a bad input is reported before any model is looked for
+        registry.ensure_available(self.needed_models())
+        session = Session(source, self.out, self.settings, resume=self.resume, **(models or {}))
+        prompts = {f: list(items) for f, items in self.prompts.items()}
+        if self.audio and not self.resume:
+            sounds = session.sounds()
+            if not sounds:
+                raise InputError(f"no sound label in {self.input} is above --audio-threshold "
+                                 f"{self.settings.audio_threshold}")
+            if log:
+                log("sounds: " + ", ".join(f"{label} {prob:.2f}" for label, prob in sounds))
+            prompts.setdefault(min(prompts, default=0), []).append({"text": sounds[0][0]})
+        count = 0
+
+        def counted(done: int, total: int, info: dict) -> None:
+            nonlocal count
+            count += 1
+            if progress:
+                progress(done, total, info)
+
+        started = time.perf_counter()
+        try:
+            if self.resume and session.resume(prompts, progress=counted):
+                pass
+            elif self.auto:
+                session.run_auto(self.end, categories=self.categories, progress=counted)
+            else:
+                session.track_prompts(prompts, self.end, progress=counted)
+                if self.backward:
+                    for frame in sorted(f for f in prompts if f > 0):
+                        session.propagate_backward(frame, progress=counted)
+            if tracked:
+                tracked()
+            session.finalize(video=self.video, gif=self.gif, progress=render_progress,
+                             timings={"total_seconds": time.perf_counter() - started})
+        finally:
+            session.close()
+        return {"out": str(Path(self.out)), "frames": len(session), "tracked": count,
+                "objects": len(session.objects), "seconds": time.perf_counter() - started}
