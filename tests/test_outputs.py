@@ -335,3 +335,51 @@ def test_overlay_video_keeps_the_input_audio(tmp_path: Path, suffix: str, codec:
     assert n / 30 - 0.05 <= duration <= n / 30 + 0.1  # the video's length, not more
     spectrum = np.abs(np.fft.rfft(sound))
     assert np.fft.rfftfreq(len(sound), 1 / sample_rate)[spectrum.argmax()] == pytest.approx(440, abs=15)
+
+
+def test_finalize_writes_only_the_frames_the_run_covers(tmp_path: Path) -> None:
+    n = 6
+    source = subset(tmp_path, n=n)
+    out = tmp_path / "run"
+    masks = multi_object_masks(n)
+    with RunWriter(out, source) as run:
+        for i in (1, 2, 3):
+            run.write_mask(i, masks[i])
+        run.finalize(frames=[1, 2, 3], progress=False)
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["00001.png", "00002.png", "00003.png"]
+    with zipfile.ZipFile(out / "masks.zip") as z:
+        assert sorted(z.namelist()) == ["00001.png", "00002.png", "00003.png"]
+    with av.open(str(out / "overlay.mp4")) as c:
+        assert len(list(c.decode(video=0))) == 3
+    rle = json.loads((out / "masks_rle.json").read_text())
+    assert rle["covered"] == [[1, 3]]
+    assert {f["frame"] for o in rle["objects"] for f in o["frames"]} == {1, 2, 3}
+    record = json.loads((out / "run.json").read_text())
+    assert record["frames"] == {"covered": [[1, 3]], "count": 3, "first": "00001", "last": "00003"}
+    objects = json.loads((out / "objects.json").read_text())
+    assert (objects["1"]["first_frame"], objects["1"]["last_frame"]) == (1, 3)
+
+
+def test_a_full_disk_while_finalising_names_the_file_and_keeps_the_masks(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from samtrack.errors import OutputError
+
+    n = 4
+    source = subset(tmp_path, n=n)
+    out = tmp_path / "run"
+    run = RunWriter(out, source)
+    for i in range(n):
+        run.write_mask(i, gt("blackswan", i))
+    real = Mp4Writer.write
+
+    def full(self, frame):
+        real(self, frame)
+        raise OSError(errno.ENOSPC, "No space left on device", str(self._tmp))
+
+    monkeypatch.setattr(Mp4Writer, "write", full)
+    with pytest.raises(OutputError, match=f"cannot write {out / 'overlay.mp4'}: the disk is full"):
+        run.finalize(progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["masks"] and no_temps(out)
+    assert run.done_frames() == list(range(n))

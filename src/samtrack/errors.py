@@ -12,5 +12,14 @@ class InputError(SamtrackError):
     """A frame source, mask file or prompt that cannot be used."""
 
 
+class OutputError(InputError):
+    """An output that cannot be written: the disk is full, the folder is read-only or protected, or
+    the run directory is in use or is not a run. `errno` is the operating system's error number, if any."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
 class ModelError(SamtrackError):
     """Missing, wrong or corrupt model weights."""

@@ -3,10 +3,13 @@
 A reader (or a resumed run) therefore sees either the old file, the complete new file, or
 nothing, never a half-written one. Temporary names start with a dot and end in `.tmp`, so
 globs such as `*.png` never pick them up, and `remove_stale_temps` can clean them after a crash.
+The operating system's reasons a write fails (disk full, read-only, no permission) become one
+`OutputError` naming the file (`writing`).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import uuid
@@ -14,7 +17,38 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from samtrack.errors import OutputError
+
 TEMP_SUFFIX = ".tmp"
+# What a user can do about each way a write fails.
+_WRITE_FAILURES = {
+    errno.ENOSPC: "the disk is full (no space left on the device); free some space",
+    errno.EDQUOT: "the disk quota is used up; free some space",
+    errno.EFBIG: "the file is larger than the file system allows; write to another disk",
+    errno.EROFS: "the file system is read-only; choose an output directory on a writable disk",
+    errno.EACCES: "permission denied; make the directory writable or choose another output directory",
+    errno.EPERM: "the operating system does not permit changes there (an immutable or protected directory, "
+                 "e.g. chattr +i); choose another output directory",
+}
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def write_failure(exc: OSError, path: str | os.PathLike[str]) -> OutputError | None:
+    """The `OutputError` for a failed write of `path`, or None when `exc` is not a write failure."""
+    reason = _WRITE_FAILURES.get(exc.errno) if isinstance(exc.errno, int) else None
+    return None if reason is None else OutputError(f"cannot write {path}: {reason}", exc.errno)
+
+
+@contextmanager
+def writing(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn the write failures raised inside the block into one `OutputError` naming `path`."""
+    try:
+        yield
+    except OSError as exc:
+        error = write_failure(exc, path)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def temp_path_for(path: Path) -> Path:
@@ -32,14 +66,15 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp.write_text(text)
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(final)
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with writing(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_path_for(final)
+        try:
+            yield tmp
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:

@@ -32,7 +32,7 @@ import queue
 import threading
 import time
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,9 +43,10 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from samtrack.errors import InputError
-from samtrack.io.atomic import atomic_path, remove_stale_temps, write_text_atomic
+from samtrack.io.atomic import atomic_path, remove_stale_temps, write_text_atomic, writing
 from samtrack.io.masks import as_id_mask, load_id_mask, save_id_mask
 from samtrack.io.overlay import render_overlay
+from samtrack.io.rundir import create_out_dir
 from samtrack.io.sources import FrameSource
 from samtrack.io.video import BackgroundEncoder, GifWriter, Mp4Writer
 
@@ -133,10 +134,9 @@ class RunWriter:
         self.out_dir = Path(out_dir)
         self.masks_dir = self.out_dir / MASKS_DIR
         self.source = source
-        try:
-            self.masks_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"cannot create the output folder {self.masks_dir}: {exc}") from exc
+        create_out_dir(self.out_dir)
+        with writing(self.masks_dir):
+            self.masks_dir.mkdir(exist_ok=True)
         remove_stale_temps(self.masks_dir)
         remove_stale_temps(self.out_dir)
         self._error: BaseException | None = None
@@ -238,10 +238,10 @@ class RunWriter:
                  models: Mapping[str, Any] | None = None, timings: Mapping[str, float] | None = None, *,
                  alpha: float = 0.5, contours: bool = True, draw_labels: bool = False,
                  show_ids: bool = False, video: bool = True, gif: bool = True,
-                 progress: bool = True) -> dict[str, Path]:
+                 frames: Sequence[int] | None = None, progress: bool = True) -> dict[str, Path]:
         """Render the overlay video and GIF and write the zip, RLE JSON, objects.json and run.json.
 
-        Every frame of the source must have a mask. Frames are decoded, blended and encoded one
+        Every frame the run covers must have a mask. Frames are decoded, blended and encoded one
         at a time, so memory stays flat however long the video is.
 
         Args:
@@ -249,6 +249,9 @@ class RunWriter:
             settings, models, timings: recorded in run.json as given (timings in seconds).
             alpha, contours, draw_labels, show_ids: overlay style (see `render_overlay`).
             video, gif: whether to write overlay.mp4 / overlay.gif.
+            frames: the frame indices the run covers (default: every frame of the source); only
+                they enter the overlays, zip and RLE, and run.json records them. The overlay video
+                keeps the input's sound when they are consecutive.
             progress: show a progress bar.
 
         Returns:
@@ -257,11 +260,15 @@ class RunWriter:
         started = time.perf_counter()
         self.flush()
         source = self.source
-        n = len(source)
-        missing = [source.names[i] for i in range(n) if not self.mask_path(i).is_file()]
+        covered = list(range(len(source))) if frames is None else sorted(set(frames))
+        if not covered or not 0 <= covered[0] <= covered[-1] < len(source):
+            raise InputError(f"frames to finalise must be a non-empty subset of 0..{len(source) - 1}")
+        n = len(covered)
+        missing = [source.names[i] for i in covered if not self.mask_path(i).is_file()]
         if missing:
             raise InputError(f"{len(missing)} of {n} frames have no mask in {self.masks_dir} "
                              f"(first: {', '.join(missing[:5])}); write them before finalising")
+        consecutive = covered[-1] - covered[0] + 1 == n
         info = {int(k): _object_info(v) for k, v in (objects or {}).items()}
         labels = {k: str(v["label"]) for k, v in info.items() if v.get("label")}
 
@@ -270,17 +277,21 @@ class RunWriter:
         encoder: BackgroundEncoder | None = None
         try:
             if video:
-                writers.append(Mp4Writer(self.out_dir / OVERLAY_MP4, source.fps, source.width, source.height,
-                                         audio_from=source.path if source.has_audio else None,
-                                         audio_offset=source.start_time))
+                with writing(self.out_dir / OVERLAY_MP4):
+                    writers.append(Mp4Writer(self.out_dir / OVERLAY_MP4, source.fps, source.width,
+                                             source.height,
+                                             audio_from=source.path if source.has_audio and consecutive else None,
+                                             audio_offset=source.frame_time(covered[0])))
             if gif:
-                writers.append(GifWriter(self.out_dir / OVERLAY_GIF, source.fps, source.width, source.height))
+                with writing(self.out_dir / OVERLAY_GIF):
+                    writers.append(GifWriter(self.out_dir / OVERLAY_GIF, source.fps, source.width,
+                                             source.height))
             encoder = BackgroundEncoder(writers) if writers else None
             rle = _RleCollector()
             with atomic_path(self.out_dir / MASKS_ZIP) as zip_tmp, \
                     zipfile.ZipFile(zip_tmp, "w", compression=zipfile.ZIP_STORED) as archive, \
                     tqdm(total=n, desc="render", unit="frame", disable=not progress) as bar:
-                for i, frame in enumerate(source):
+                for i, frame in self._frames(covered):
                     path = self.mask_path(i)
                     ids = self.read_mask(i)
                     archive.write(path, arcname=path.name)
@@ -300,17 +311,29 @@ class RunWriter:
             raise
         outputs[MASKS_ZIP] = self.out_dir / MASKS_ZIP
 
-        outputs[RLE_JSON] = self._write_rle(rle, info)
+        ranges = _ranges(covered)
+        outputs[RLE_JSON] = self._write_rle(rle, info, ranges)
         outputs[OBJECTS_JSON] = self._write_objects(rle, info)
         all_timings = {**(timings or {}), "finalize_s": round(time.perf_counter() - started, 3)}
-        outputs[RUN_JSON] = self._write_run(settings, models, all_timings, outputs)
+        span = {"covered": ranges, "count": n, "first": source.names[covered[0]],
+                "last": source.names[covered[-1]]}
+        outputs[RUN_JSON] = self._write_run(settings, models, all_timings, outputs, span)
         return outputs
 
-    def _write_rle(self, rle: _RleCollector, info: dict[int, dict[str, Any]]) -> Path:
+    def _frames(self, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, frame) of the given frames, decoding in order."""
+        if len(indices) == len(self.source):
+            yield from enumerate(self.source)
+        else:
+            for i in indices:
+                yield i, self.source[i]
+
+    def _write_rle(self, rle: _RleCollector, info: dict[int, dict[str, Any]], covered: list[list[int]]) -> Path:
         doc = {
             "format": RLE_FORMAT,
             "width": self.source.width, "height": self.source.height,
             "frames": self.source.names,
+            "covered": covered,
             "objects": [{"id": obj_id, "label": info.get(obj_id, {}).get("label"), "frames": frames}
                         for obj_id, frames in sorted(rle.frames.items())],
         }
@@ -335,12 +358,13 @@ class RunWriter:
         return path
 
     def _write_run(self, settings: Mapping[str, Any] | None, models: Mapping[str, Any] | None,
-                   timings: Mapping[str, float], outputs: Mapping[str, Path]) -> Path:
+                   timings: Mapping[str, float], outputs: Mapping[str, Path], frames: dict[str, Any]) -> Path:
         src = self.source
         doc = {
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "source": {"path": str(src.path.resolve()), "kind": type(src).__name__, "frames": len(src),
                        "width": src.width, "height": src.height, "fps": src.fps, "has_audio": src.has_audio},
+            "frames": frames,
             "settings": dict(settings or {}),
             "models": dict(models or {}),
             "timings": dict(timings),
@@ -351,3 +375,13 @@ class RunWriter:
         write_text_atomic(path, json.dumps(doc, indent=2, default=_json_value))
         return path
 
+
+def _ranges(indices: list[int]) -> list[list[int]]:
+    """Sorted frame indices as inclusive [first, last] runs: [0, 1, 2, 5] -> [[0, 2], [5, 5]]."""
+    ranges: list[list[int]] = []
+    for i in indices:
+        if ranges and ranges[-1][1] == i - 1:
+            ranges[-1][1] = i
+        else:
+            ranges.append([i, i])
+    return ranges

@@ -93,7 +93,11 @@ class FrameSource(ABC):
     @property
     def start_time(self) -> float:
         """Presentation time of the first frame in seconds (0 for image folders)."""
-        return 0.0
+        return self.frame_time(0)
+
+    def frame_time(self, index: int) -> float:
+        """Presentation time of frame `index` in seconds (index / fps for image folders)."""
+        return index / self.fps
 
     def close(self) -> None:
         """Release open files (the source can still be iterated afterwards)."""
@@ -285,9 +289,8 @@ class VideoSource(FrameSource):
         stamps.sort()
         return stamps
 
-    @property
-    def start_time(self) -> float:
-        return float(self._timestamps[0] * self.time_base)
+    def frame_time(self, index: int) -> float:
+        return float(self._timestamps[index] * self.time_base)
 
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         # swscale assumes limited range unless told; full-range (JPEG-style) video is common from phones.

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from samtrack.errors import InputError
-from samtrack.io.atomic import temp_path_for
+from samtrack.io.atomic import temp_path_for, writing
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -315,7 +315,8 @@ class BackgroundEncoder:
             if self._error is None:
                 try:
                     for writer in self.writers:
-                        writer.write(frame)
+                        with writing(writer.path):
+                            writer.write(frame)
                 except Exception as exc:  # noqa: BLE001 - re-raised in the producer's thread
                     self._error = exc
 
@@ -339,7 +340,8 @@ class BackgroundEncoder:
         try:
             self._raise_error()
             for writer in self.writers:
-                writer.close()
+                with writing(writer.path):
+                    writer.close()
         except BaseException:
             self.abort()
             raise
