@@ -86,7 +86,7 @@ def test_deeper_checkpoint_into_shallower_model_is_rejected(tmp_path: Path) -> N
 def test_non_checkpoint_file(content: bytes, tmp_path: Path) -> None:
     path = tmp_path / "x.pth"
     path.write_bytes(content)
-    with pytest.raises(ModelError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(ModelError, match="x.pth is not a PyTorch tracker checkpoint"):
         load_checkpoint(AOTNetwork(VARIANTS["deaot-t"]), path)
 
 

@@ -150,9 +150,14 @@ def test_cli_models_and_download(cache, file_server, monkeypatch, capsys):
 
 def test_ensure_available_reports_every_missing_model_at_once(cache, tmp_path, monkeypatch):
     monkeypatch.setenv("SAMTRACK_OFFLINE", "1")
+    import torch
+
     local = tmp_path / "mine.pth"
+    torch.save({"w": torch.zeros(1)}, local)
+    registry.ensure_available([(str(local), "tracker")])  # a local checkpoint: its loader checks the rest
     local.write_bytes(b"x")
-    registry.ensure_available([(str(local), "tracker")])  # local paths are the loaders' business
+    with pytest.raises(ModelError, match="mine.pth is not a PyTorch tracker checkpoint"):
+        registry.ensure_available([(str(local), "tracker")])
     with pytest.raises(ModelError) as err:
         registry.ensure_available([("r50-deaotl", "tracker"), ("sam-vit-b", "segmenter")])
     assert "samtrack download r50-deaotl" in str(err.value) and "samtrack download sam-vit-b" in str(err.value)

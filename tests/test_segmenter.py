@@ -212,7 +212,7 @@ def test_load_errors(tmp_path, tiny_dir):
         Segmenter.load(str(tmp_path))
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(ModelError, match="cannot read SAM checkpoint"):
+    with pytest.raises(ModelError, match="bad.pth is not a PyTorch SAM checkpoint"):
         Segmenter.load(str(bad))
     with pytest.raises(InputError, match="dtype"):
         Segmenter.load(tiny_dir, dtype="int8")

@@ -26,6 +26,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from samtrack.errors import ModelError
+from samtrack.models.weights import check_checkpoint_file
 
 KINDS = ("segmenter", "tracker", "detector", "audio")
 _WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
@@ -360,8 +361,15 @@ def ensure_available(names_and_kinds: list[tuple[str, str]]) -> None:
     every missing one in a single error rather than one at a time as each model loads."""
     problems = []
     for name, kind in names_and_kinds:
-        if Path(name).expanduser().exists():
-            continue  # a local file or directory: its loader checks it
+        local = Path(name).expanduser()
+        if local.is_file():
+            try:
+                check_checkpoint_file(local, kind)  # a wrong file is refused before any model is built
+            except ModelError as exc:
+                problems.append(str(exc))
+            continue
+        if local.exists():
+            continue  # a directory: its loader checks it
         spec = find_spec(name)
         try:
             if spec is None or spec.hub_id:

@@ -65,6 +65,9 @@ class TrackJob:
         from samtrack.tracking.session import Session
 
         source = open_source(self.input)  # a bad input is reported before any model is looked for
+        if self.audio and not self.resume and not source.has_audio:
+            raise InputError(f"{self.input} has no audio track, so there is no sound to ground; "
+                             "use --text instead of --audio")
         registry.ensure_available(self.needed_models())
         session = Session(source, self.out, self.settings, resume=self.resume, **(models or {}))
         prompts = {f: list(items) for f, items in self.prompts.items()}

@@ -18,6 +18,7 @@ import torch
 from samtrack.errors import ModelError
 from samtrack.models.deaot.config import VARIANTS, VariantConfig
 from samtrack.models.deaot.network import AOTNetwork
+from samtrack.models.weights import load_checkpoint_file
 
 _ENCODER_SIGNATURES = (("encoder.features.", "mobilenetv2"), ("encoder.layer1.", "resnet50"),
                        ("encoder.patch_embed.", "swin_base"))
@@ -26,13 +27,7 @@ _ENCODER_SIGNATURES = (("encoder.features.", "mobilenetv2"), ("encoder.layer1.",
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint file (``weights_only`` loading), unwrapped from its container."""
     path = Path(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ModelError(f"tracker checkpoint {path} does not exist") from None
-    except Exception as exc:  # torch raises many types for truncated / foreign files
-        raise ModelError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc}); "
-                         "it may be truncated or not a .pth file: download it again") from exc
+    obj = load_checkpoint_file(path, "tracker")
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
             if isinstance(obj.get(key), Mapping):

@@ -14,6 +14,7 @@ import torch
 from transformers import SamConfig, SamModel
 
 from samtrack.errors import ModelError
+from samtrack.models.weights import load_checkpoint_file
 
 # Plain renames, applied in order to every key (regex, replacement).
 _RENAMES: tuple[tuple[str, str], ...] = (
@@ -43,15 +44,7 @@ _MLP = re.compile(r"^(mask_decoder\.(?:output_hypernetworks_mlps\.\d+|iou_predic
 
 def load_official_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read an official SAM ``.pth`` file safely (tensors only) and return its state dict."""
-    try:
-        checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError as err:
-        raise ModelError(f"SAM checkpoint not found: {path}. Check the path.") from err
-    except Exception as err:
-        raise ModelError(
-            f"cannot read SAM checkpoint {path} ({err.__class__.__name__}: {err}). "
-            "Pass an original segment-anything .pth file (e.g. sam_vit_b_01ec64.pth) or a transformers directory."
-        ) from err
+    checkpoint = load_checkpoint_file(path, "SAM")
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
         checkpoint = checkpoint["model"]
     if not isinstance(checkpoint, dict) or "image_encoder.patch_embed.proj.weight" not in checkpoint:
