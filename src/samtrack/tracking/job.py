@@ -89,10 +89,10 @@ class TrackJob:
 
         started = time.perf_counter()
         try:
-            if self.resume and session.resume(prompts, progress=counted):
-                pass
-            elif self.auto:
+            if self.auto:  # continues an interrupted automatic run by itself, up to `end`
                 session.run_auto(self.end, categories=self.categories, progress=counted)
+            elif self.resume and session.resume(prompts, progress=counted):
+                pass
             else:
                 session.track_prompts(prompts, self.end, progress=counted)
                 if self.backward:

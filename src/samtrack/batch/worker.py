@@ -1,0 +1,124 @@
+"""The batch worker: a Ray actor that loads its models once and runs one track job after another."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as dt
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from samtrack.batch.inputs import BatchInput
+from samtrack.errors import SamtrackError
+
+SESSION_FILE = "session.json"  # a run directory holding one has progress to resume
+EVENT_INTERVAL_S = 0.25  # progress events a worker sends at most this often (and on the last frame)
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def describe(exc: BaseException) -> str:
+    """One line saying what went wrong: the message of an error a user can fix, else its type too."""
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, SamtrackError) else f"{type(exc).__name__}: {text}"
+
+
+def job_args(args: argparse.Namespace, item: BatchInput, run_dir: Path, resume: bool) -> argparse.Namespace:
+    """The `samtrack track` arguments of one input: the batch's options, with the input's own prompts."""
+    ns = copy.copy(args)
+    ns.input, ns.out, ns.resume = item.input, str(run_dir), resume
+    if item.overrides:
+        ns.prompt_items = [("text", item.text)] if item.text else []
+        ns.prompts = item.prompts
+        ns.auto = bool(item.auto)
+    return ns
+
+
+class WorkerModels:
+    """Models loaded once per worker and handed to every session it runs, keyed like Session loads them."""
+
+    def __init__(self) -> None:
+        self._models: dict[tuple, Any] = {}
+
+    def loaded(self) -> list[tuple]:
+        return list(self._models)
+
+    def _get(self, key: tuple, load: Any) -> Any:
+        if key not in self._models:
+            self._models[key] = load()
+        return self._models[key]
+
+    def session_kwargs(self, job: Any) -> dict[str, Any]:
+        """segmenter/tracker/detector keyword arguments of `Session` for what `job` needs."""
+        from samtrack.models.grounding import Detector
+        from samtrack.models.sam2video.loading import load_propagator
+        from samtrack.models.segmenter import Segmenter
+
+        s = job.settings
+        kinds = {kind for _, kind in job.needed_models()}
+        out = {"tracker": self._get(
+            ("tracker", s.tracker, s.tracker_checkpoint, s.device),
+            lambda: load_propagator(s.tracker, checkpoint=s.tracker_checkpoint, device=s.device,
+                                    long_term_mem_gap=s.long_term_mem_gap, max_len_long_term=s.max_len_long_term,
+                                    num_memory_frames=s.num_memory_frames,
+                                    max_conditioning_frames=s.max_conditioning_frames))}
+        if "segmenter" in kinds:
+            out["segmenter"] = self._get(("segmenter", s.segmenter, s.device, s.dtype),
+                                         lambda: Segmenter.load(s.segmenter, device=s.device, dtype=s.dtype))
+        if "detector" in kinds:
+            out["detector"] = self._get(("detector", s.detector, s.device),
+                                        lambda: Detector.load(s.detector, device=s.device))
+        return out
+
+
+class TrackWorker:
+    """Runs track jobs with models loaded once per worker process (see `samtrack.models.pool`).
+
+    Progress goes to `events` (a `ray.util.queue.Queue`) as dicts: name, worker, pid, done, total.
+    """
+
+    def __init__(self, args: argparse.Namespace, events: Any, threads: int | None = None) -> None:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.args = args
+        self.events = events
+        self.models = WorkerModels()
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def process(self, item: BatchInput, out_dir: str) -> dict[str, Any]:
+        """Track one input into `out_dir/item.name`, resuming what an earlier attempt left; never raises
+        for a bad input: the result's status is "done" or "failed" with the error."""
+        from samtrack.commands.track import job_from_args
+
+        run_dir = Path(out_dir) / item.name
+        resumed = (run_dir / SESSION_FILE).is_file()
+        before = set(self.models.loaded())
+        started, t0 = now(), time.perf_counter()
+        last = 0.0
+
+        def progress(done: int, total: int, info: dict) -> None:
+            nonlocal last
+            if time.perf_counter() - last >= EVENT_INTERVAL_S or done == total:
+                last = time.perf_counter()
+                self.events.put({"name": item.name, "worker": self.worker, "pid": os.getpid(),
+                                 "done": done, "total": total})
+
+        record: dict[str, Any] = {"worker": self.worker, "started": started, "resumed": resumed}
+        try:
+            job = job_from_args(job_args(self.args, item, run_dir, resumed))
+            result = job.run(models=self.models.session_kwargs(job), progress=progress, render_progress=False)
+            seconds = time.perf_counter() - t0
+            record.update(status="done", error=None, frames=result["frames"], tracked=result["tracked"],
+                          objects=result["objects"], fps=round(result["tracked"] / seconds, 3) if seconds else None)
+        except Exception as exc:  # noqa: BLE001 - any failure of one input is recorded, the batch goes on
+            record.update(status="failed", error=describe(exc))
+        record.update(finished=now(), seconds=round(time.perf_counter() - t0, 3),
+                      models_loaded=[list(map(str, k)) for k in self.models.loaded() if k not in before])
+        return record
