@@ -383,3 +383,33 @@ def test_a_full_disk_while_finalising_names_the_file_and_keeps_the_masks(tmp_pat
         run.finalize(progress=False)
     assert sorted(p.name for p in out.iterdir()) == ["masks"] and no_temps(out)
     assert run.done_frames() == list(range(n))
+
+
+def test_after_a_failed_background_write_no_later_mask_is_written(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from samtrack.errors import OutputError
+
+    n = 5
+    source = subset(tmp_path, n=n)
+    run = RunWriter(tmp_path / "run", source, background=True)
+    real = outputs_module.save_id_mask
+    space = {"left": 2}
+
+    def save(path, ids):
+        if space["left"] == 0:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        space["left"] -= 1
+        real(path, ids)
+
+    monkeypatch.setattr(outputs_module, "save_id_mask", save)
+    with pytest.raises(OutputError, match="the disk is full"):
+        for i in range(n):
+            run.write_mask(i, gt("blackswan", i))
+        run.flush()
+    space["left"] = 10  # space freed: a frame after the failed one must still not appear
+    with pytest.raises(OutputError, match="the disk is full"):
+        run.flush()
+    run.close()  # reported already: closing does not raise it again
+    assert run.done_frames() == [0, 1]

@@ -139,7 +139,10 @@ class RunWriter:
             self.masks_dir.mkdir(exist_ok=True)
         remove_stale_temps(self.masks_dir)
         remove_stale_temps(self.out_dir)
+        # The first failed background write: later masks are not written (a gap would break resuming),
+        # and every later write or flush raises it again; `close` ends it (raising it if never raised).
         self._error: BaseException | None = None
+        self._reported = False
         self._queue: queue.Queue[tuple[int, np.ndarray] | None] | None = None
         self._thread: threading.Thread | None = None
         if background:
@@ -175,7 +178,9 @@ class RunWriter:
                 if item is None:
                     return
                 if self._error is None:
-                    save_id_mask(self.mask_path(item[0]), item[1])
+                    path = self.mask_path(item[0])
+                    with writing(path):
+                        save_id_mask(path, item[1])
             except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread by the next call
                 self._error = exc
             finally:
@@ -183,8 +188,8 @@ class RunWriter:
 
     def _raise_worker_error(self) -> None:
         if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+            self._reported = True
+            raise self._error
 
     def flush(self) -> None:
         """Wait until every queued mask is on disk (re-raises a failed background write)."""
@@ -198,7 +203,9 @@ class RunWriter:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
-        self._raise_worker_error()
+        error, self._error = self._error, None
+        if error is not None and not self._reported:
+            raise error
 
     def __enter__(self) -> Self:
         return self
