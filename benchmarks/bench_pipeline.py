@@ -27,6 +27,7 @@ from memory import peak_rss_mb, rss_mb
 from PIL import Image
 
 from samtrack.io.sources import open_source
+from samtrack.models.pool import ModelPool
 from samtrack.tracking.session import Session
 from samtrack.tracking.settings import Settings
 
@@ -111,9 +112,10 @@ def run(input_path: Path, out: Path, settings: Settings, frames: int | None, sam
     times: dict[str, float] = defaultdict(float)
     source = open_source(input_path)
     time_decoding(source, times)
-    session = Session(source, out, settings)
-    session._segmenter = Timed(session.segmenter, "segment everything", times)
-    session._tracker = Timed(session.tracker, "track", times)
+    pool = ModelPool()
+    session = Session(source, out, settings, models=pool,
+                      segmenter=Timed(pool.segmenter(settings), "segment everything", times),
+                      tracker=Timed(pool.tracker(settings), "track", times))
     samples: list[tuple[int, float]] = []
 
     def progress(done: int, total: int, info: dict) -> None:
@@ -126,7 +128,7 @@ def run(input_path: Path, out: Path, settings: Settings, frames: int | None, sam
     t = time.perf_counter()
     session.store.flush()
     times["write masks (flush at end)"] += time.perf_counter() - t
-    n = session._timeline["cursor"] + 1
+    n = session.cursor + 1
     objects = len(session.objects)
     merge = session.timings.get("merge_new_objects", 0.0)
     session.close()

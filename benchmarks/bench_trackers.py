@@ -48,7 +48,7 @@ def grid_ids(shape: tuple[int, int], count: int) -> np.ndarray:
 
 def build(name: str, device: str):
     if name in DEAOT:
-        from samtrack.models.deaot.tracker import load_tracker
+        from samtrack.models.propagator import load_tracker
 
         return load_tracker(name, checkpoint=DEAOT[name], device=device)
     from transformers import EdgeTamVideoModel, Sam2VideoModel

@@ -22,7 +22,8 @@ from transformers import (
 )
 
 from samtrack.errors import InputError, ModelError
-from samtrack.models.sam2video import Sam2VideoPropagator, load_propagator
+from samtrack.models.propagator import load_propagator
+from samtrack.models.sam2video import Sam2VideoPropagator
 from samtrack.models.sam2video.loading import default_processor
 from samtrack.models.sam2video.memory import MemoryFrame, ObjectMemory
 

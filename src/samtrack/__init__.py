@@ -13,7 +13,10 @@ _LAZY = {
     "ClickState": "samtrack.models.segmenter",
     "Session": "samtrack.tracking.session",
     "Settings": "samtrack.tracking.settings",
-    "load_tracker": "samtrack.models.deaot.tracker",
+    "load_tracker": "samtrack.models.propagator",
+    "load_propagator": "samtrack.models.propagator",
+    "ModelPool": "samtrack.models.pool",
+    "Cancelled": "samtrack.tracking.propagation",
 }
 
 
@@ -23,5 +26,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'samtrack' has no attribute {name!r}")
 
 
-__all__ = ["ClickState", "InputError", "ModelError", "SamtrackError", "Segmenter", "Session", "Settings",
-           "__version__", "load_tracker"]
+__all__ = ["Cancelled", "ClickState", "InputError", "ModelError", "ModelPool", "SamtrackError", "Segmenter", "Session",
+           "Settings", "__version__", "load_propagator", "load_tracker"]

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
-
-import yaml
 
 from samtrack.errors import InputError
-from samtrack.io.masks import load_id_mask
+from samtrack.tracking import prompts as P
 from samtrack.tracking.job import TrackJob
 from samtrack.tracking.settings import Settings
 
@@ -114,63 +111,6 @@ def add_options(p: argparse.ArgumentParser) -> None:
     out.add_argument("--no-gif", action="store_true", help="skip overlay.gif")
 
 
-def _prompts_from_args(args: argparse.Namespace) -> dict[int, list[dict]]:
-    """Group the ordered command-line prompts into add_object keyword dicts per frame."""
-    prompts: dict[int, list[dict]] = {}
-    frame = 0
-    current: dict | None = None
-    for kind, value in getattr(args, "prompt_items", None) or []:
-        if kind == "frame":
-            frame, current = value, None
-        elif kind == "object":
-            current = {"label": value or None, "points": [], "labels": []}
-            prompts.setdefault(frame, []).append(current)
-        elif kind == "click":
-            if current is None or "points" not in current:
-                current = {"label": None, "points": [], "labels": []}
-                prompts.setdefault(frame, []).append(current)
-            neg = len(value) == 3 and value[2] == "neg"
-            current["points"].append((value[0], value[1]))
-            current["labels"].append(0 if neg else 1)
-        elif kind == "box":
-            prompts.setdefault(frame, []).append({"box": tuple(value)})
-            current = None
-        elif kind == "text":
-            prompts.setdefault(frame, []).append({"text": value})
-            current = None
-    for items in prompts.values():
-        for item in items:
-            if "points" in item and not item["points"]:
-                raise InputError("--object was given without any --click after it")
-            if item.get("label") is None:
-                item.pop("label", None)
-    return prompts
-
-
-def _prompts_from_file(path: str) -> dict[int, list[dict]]:
-    file = Path(path)
-    try:
-        entries = yaml.safe_load(file.read_text())  # YAML is a superset of JSON
-    except OSError as exc:
-        raise InputError(f"cannot read prompts file {file}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise InputError(f"prompts file {file} is not valid JSON/YAML: {exc}") from exc
-    if not isinstance(entries, list):
-        raise InputError(f"prompts file {file} must hold a list of prompts")
-    prompts: dict[int, list[dict]] = {}
-    for n, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise InputError(f"prompt {n} in {file} is not a mapping")
-        kwargs = {k: entry[k] for k in ("label", "points", "labels", "box", "stroke", "text") if k in entry}
-        if "mask" in entry:
-            kwargs["mask"] = load_id_mask((file.parent / entry["mask"]).resolve()) > 0
-        unknown = set(entry) - {"frame", "label", "points", "labels", "box", "stroke", "mask", "text"}
-        if unknown:
-            raise InputError(f"prompt {n} in {file} has unknown keys {sorted(unknown)}")
-        prompts.setdefault(int(entry.get("frame", 0)), []).append(kwargs)
-    return prompts
-
-
 SETTINGS = ("sam_gap", "min_area", "max_obj_num", "min_new_obj_iou", "points_per_side", "pred_iou_thresh",
             "stability_score_thresh", "long_term_mem_gap", "max_len_long_term", "segmenter", "tracker",
             "device", "dtype", "detector", "audio_model", "box_threshold", "text_threshold", "box_size_threshold",
@@ -179,13 +119,12 @@ SETTINGS = ("sam_gap", "min_area", "max_obj_num", "min_new_obj_iou", "points_per
 
 def job_from_args(args: argparse.Namespace) -> TrackJob:
     """The job `samtrack track` runs for these arguments (also what `samtrack batch` runs per input)."""
-    prompts = _prompts_from_args(args)
+    prompts = P.group_cli_items(getattr(args, "prompt_items", None) or [])
     if args.prompts:
-        for frame, items in _prompts_from_file(args.prompts).items():
-            prompts.setdefault(frame, []).extend(items)
+        prompts = P.merge(prompts, P.parse_prompt_file(args.prompts))
     categories = None
     if args.auto:
-        texts = [p["text"] for items in prompts.values() for p in items if "text" in p]
+        texts = [p.caption for items in prompts.values() for p in items if isinstance(p, P.Text)]
         if len(texts) != sum(len(items) for items in prompts.values()):
             raise InputError("--auto takes only --text (categories to detect), not clicks, boxes or a prompts file")
         categories = ". ".join(t.strip(" .") for t in texts) or None

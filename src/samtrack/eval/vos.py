@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
@@ -21,18 +20,9 @@ from samtrack.eval.clicks import ClickSegmenter, clicks_id_mask
 from samtrack.eval.davis import find_sequences
 from samtrack.io.masks import load_id_mask, save_id_mask
 from samtrack.io.sources import FrameSource, open_source
-
-
-class Propagator(Protocol):
-    """The tracker interface every samtrack tracker backend provides."""
-
-    def reset(self) -> None: ...
-
-    def add_reference(self, frame: np.ndarray, id_mask: np.ndarray) -> None: ...
-
-    def track(self, frame: np.ndarray) -> np.ndarray: ...
-
-    def update_memory(self, id_mask: np.ndarray) -> None: ...
+from samtrack.models.propagator import Propagator
+from samtrack.tracking.propagation import decoded
+from samtrack.tracking.propagation import propagate as propagate_frames
 
 
 @dataclass(frozen=True)
@@ -85,18 +75,17 @@ def propagate(
 ) -> tuple[int, float]:
     """Track ``first_mask`` from frame 0 through ``source``; returns (frames propagated, seconds tracking)."""
     n_frames = min(len(source), max_frames or len(source))
-    tracker.reset()
-    tracker.add_reference(source[0], first_mask)
-    save_id_mask(out_dir / f"{source.names[0]}.png", first_mask)
-    if on_frame:
-        on_frame()
     seconds = 0.0
-    for index in range(1, n_frames):
-        frame = source[index]
-        start = time.perf_counter()
-        ids = tracker.track(frame)
-        tracker.update_memory(ids)
-        seconds += time.perf_counter() - start
+    frames = decoded(source.__getitem__, range(n_frames))  # a thread decodes ahead, outside the timing
+    results = propagate_frames(tracker, frames, start=0, reference=lambda i, _: first_mask)
+    while True:
+        started = time.perf_counter()
+        step = next(results, None)
+        if step is None:
+            break
+        index, ids = step
+        if index > 0:
+            seconds += time.perf_counter() - started
         save_id_mask(out_dir / f"{source.names[index]}.png", ids)
         if on_frame:
             on_frame()

@@ -49,6 +49,11 @@ class ModelSpec:
     size: int | None = None  # exact byte count where known
     aliases: tuple[str, ...] = ()
     default: bool = False
+    also: tuple[str, ...] = ()  # further kinds the same weights serve (SAM 2.1 / EdgeTAM: tracker)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return (self.kind, *self.also)
 
     @property
     def source(self) -> str:
@@ -75,15 +80,16 @@ SPECS: tuple[ModelSpec, ...] = (
     ModelSpec("sam-hq-vit-l", "segmenter", "sam-hq", "SAM-HQ ViT-L", 1260, hub_id="syscv-community/sam-hq-vit-large"),
     ModelSpec("sam-hq-vit-h", "segmenter", "sam-hq", "SAM-HQ ViT-H", 2570, hub_id="syscv-community/sam-hq-vit-huge"),
     ModelSpec("sam2.1-tiny", "segmenter", "sam2", "SAM 2.1 Hiera-T", 156, hub_id="facebook/sam2.1-hiera-tiny",
-              aliases=("sam2.1_hiera_tiny", "sam2.1-hiera-tiny")),
+              aliases=("sam2.1_hiera_tiny", "sam2.1-hiera-tiny"), also=("tracker",)),
     ModelSpec("sam2.1-small", "segmenter", "sam2", "SAM 2.1 Hiera-S", 184, hub_id="facebook/sam2.1-hiera-small",
-              aliases=("sam2.1_hiera_small", "sam2.1-hiera-small")),
+              aliases=("sam2.1_hiera_small", "sam2.1-hiera-small"), also=("tracker",)),
     ModelSpec("sam2.1-base-plus", "segmenter", "sam2", "SAM 2.1 Hiera-B+", 324,
-              hub_id="facebook/sam2.1-hiera-base-plus", aliases=("sam2.1_hiera_base_plus", "sam2.1-hiera-base-plus")),
+              hub_id="facebook/sam2.1-hiera-base-plus", aliases=("sam2.1_hiera_base_plus", "sam2.1-hiera-base-plus"),
+              also=("tracker",)),
     ModelSpec("sam2.1-large", "segmenter", "sam2", "SAM 2.1 Hiera-L", 898, hub_id="facebook/sam2.1-hiera-large",
-              aliases=("sam2.1_hiera_large", "sam2.1-hiera-large")),
+              aliases=("sam2.1_hiera_large", "sam2.1-hiera-large"), also=("tracker",)),
     ModelSpec("edgetam", "segmenter", "edgetam", "EdgeTAM (SAM 2-class, on-device speed)", 56,
-              hub_id="yonigozlan/EdgeTAM-hf"),
+              hub_id="yonigozlan/EdgeTAM-hf", also=("tracker",)),
     # The original segment-anything releases, converted to transformers' layout on load.
     ModelSpec("sam-vit-b-original", "segmenter", "sam-original", "SAM ViT-B, original sam_vit_b_01ec64.pth", 358,
               url=_SAM_PTH + "sam_vit_b_01ec64.pth", filename="sam_vit_b_01ec64.pth", size=375_042_383,
@@ -150,7 +156,7 @@ for _spec in SPECS:
 
 def list_specs(kind: str | None = None) -> list[ModelSpec]:
     """All named models, optionally of one kind, in registry order."""
-    return [s for s in SPECS if kind is None or s.kind == kind]
+    return [s for s in SPECS if kind is None or kind in s.kinds]
 
 
 def default_name(kind: str) -> str:
@@ -160,7 +166,7 @@ def default_name(kind: str) -> str:
 def find_spec(name: str, kind: str | None = None) -> ModelSpec | None:
     """The spec for a registry name or alias (case, '-' and '_' ignored), or None."""
     spec = _BY_KEY.get(_key(name))
-    if spec is not None and kind is not None and spec.kind != kind:
+    if spec is not None and kind is not None and kind not in spec.kinds:
         return None
     return spec
 

@@ -1,8 +1,14 @@
-"""New-object discovery on key frames (SAM-Track's `find_new_objs`, with fresh ids)."""
+"""Key-frame discovery: segments from segment-everything or text categories, and which of them are
+new objects (SAM-Track's `find_new_objs`, with fresh ids)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from samtrack.tracking.settings import Settings
 
 
 def find_new_objects(tracked: np.ndarray, segments: np.ndarray, next_id: int, *, min_new_obj_iou: float,
@@ -28,3 +34,21 @@ def find_new_objects(tracked: np.ndarray, segments: np.ndarray, next_id: int, *,
         lut[seg_id] = obj_id
         obj_id += 1
     return lut[outside]
+
+
+def text_segments(frame: np.ndarray, index: int, caption: str, detector: Any, segmenter: Any,
+                  settings: Settings) -> tuple[np.ndarray, dict[int, dict]]:
+    """Grounding DINO boxes for `caption` on a frame, each cut by a SAM box prompt, as an id mask of
+    segments and, per segment id, the label and prompt record of the object it would become."""
+    s = settings
+    detections = detector.detect(frame, caption, box_threshold=s.box_threshold, text_threshold=s.text_threshold,
+                                 box_size_threshold=s.box_size_threshold)
+    segments = np.zeros(frame.shape[:2], dtype=np.uint8)
+    info: dict[int, dict] = {}
+    # Painted from the least to the most confident, so the best detection keeps overlapping pixels.
+    for seg_id, det in reversed(list(enumerate(detections[:255], 1))):
+        segments[segmenter.box(frame, det.box)] = seg_id
+        info[seg_id] = {"label": det.phrase or caption.strip(" ."),
+                        "prompt": {"kind": "text", "frame": index, "caption": caption,
+                                   "box": [round(v, 2) for v in det.box], "score": round(det.score, 4)}}
+    return segments, info

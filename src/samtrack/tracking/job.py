@@ -16,10 +16,10 @@ from typing import Any
 from samtrack.errors import InputError
 from samtrack.io.sources import open_source
 from samtrack.models import registry
+from samtrack.tracking import prompts as P
 from samtrack.tracking.settings import Settings
 
 Progress = Callable[[int, int, dict], None]  # (frames done, frames total, info), as Session reports it
-NEEDS_SEGMENTER = {"points", "box", "stroke"}  # masks are tracked as given; text goes through the detector
 
 
 @dataclass
@@ -29,7 +29,7 @@ class TrackJob:
     input: str
     out: str
     settings: Settings = field(default_factory=Settings)
-    prompts: dict[int, list[dict]] = field(default_factory=dict)  # frame -> Session.add_object kwargs
+    prompts: P.Prompts = field(default_factory=dict)  # frame -> typed prompts (samtrack.tracking.prompts)
     auto: bool = False
     categories: str | None = None  # auto mode: detect these ("swan. duck") instead of segment-everything
     audio: bool = False
@@ -41,16 +41,8 @@ class TrackJob:
 
     def needed_models(self) -> list[tuple[str, str]]:
         """(name or path, kind) of every model this job loads, without duplicates."""
-        s = self.settings
-        needed = [(s.tracker if s.tracker_checkpoint is None else s.tracker_checkpoint, "tracker")]
-        prompts = [p for items in self.prompts.values() for p in items]
-        if self.auto and not self.categories or any(NEEDS_SEGMENTER & set(p) for p in prompts):
-            needed.append((s.segmenter, "segmenter"))
-        if self.categories or self.audio or any("text" in p for p in prompts):
-            needed += [(s.segmenter, "segmenter"), (s.detector, "detector")]
-        if self.audio:
-            needed.append((s.audio_model, "audio"))
-        return list(dict.fromkeys(needed))
+        return P.models_needed(self.settings, self.prompts, everything=self.auto and not self.categories,
+                               categories=self.categories, audio=self.audio)
 
     def run(self, *, models: dict[str, Any] | None = None, progress: Progress | None = None,
             log: Callable[[str], None] | None = None, tracked: Callable[[], None] | None = None,
@@ -78,7 +70,7 @@ class TrackJob:
                                  f"{self.settings.audio_threshold}")
             if log:
                 log("sounds: " + ", ".join(f"{label} {prob:.2f}" for label, prob in sounds))
-            prompts.setdefault(min(prompts, default=0), []).append({"text": sounds[0][0]})
+            P.add(prompts, P.Text(min(prompts, default=0), sounds[0][0]))
         count = 0
 
         def counted(done: int, total: int, info: dict) -> None:

@@ -1,34 +1,35 @@
-"""The segment-and-track session: objects, prompts on any frame, propagation, roll back, resume.
+"""The segment-and-track session: a thin front over the object registry, the undo history, the mask
+store and the propagation loop, for one video or image sequence.
 
-A `Session` ties a frame source, a segmenter, a propagator and a run directory together:
-
-    s = Session("clip.mp4", "runs/clip")                  # default models, SAM-Track settings
-    s.run_auto()                                          # SAM-Track's automatic mode
-    # or interactively:
-    a = s.add_object(0, points=[(420, 240)], labels=[1], label="swan")
-    s.propagate(0)                                        # forward from frame 0 to the end
-    s.add_object(30, box=(10, 20, 200, 220))              # roll back to frame 30, add an object there
-    s.propagate(30)                                       # frames < 30 stay exactly as they were
-    s.propagate_backward(30)                              # and carry it towards frame 0 as well
-    s.finalize()                                          # overlay video/GIF, zip, RLE JSON, records
+    pool = ModelPool()                                    # models loaded once, shared by sessions
+    with Session("clip.mp4", "runs/clip", models=pool) as s:
+        s.run_auto()                                      # SAM-Track's automatic mode
+        # or interactively:
+        a = s.add_object(0, points=[(420, 240)], labels=[1], label="swan")
+        for r in s.iter_propagate(0):                     # streamed: r.index, r.ids, r.objects
+            ...
+        s.add_object(30, box=(10, 20, 200, 220))          # roll back to frame 30, add an object there
+        s.propagate(30)                                   # frames < 30 stay exactly as they were
+        s.propagate_backward(30)                          # and carry it towards frame 0 as well
+        s.finalize()                                      # overlay video/GIF, zip, RLE JSON, records
 
 Masks live on disk in `<out>/masks` (one palette PNG per frame), so memory stays bounded on long
 videos; `<out>/session.json` records objects and the tracker's timeline so an interrupted run resumes
-with exactly the masks an uninterrupted one would have produced.
+with exactly the masks an uninterrupted one would have produced. `cancel()` (from any thread) stops a
+running propagation within one frame; it raises :class:`~samtrack.tracking.Cancelled`.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-import queue
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,67 +37,68 @@ from samtrack.errors import InputError
 from samtrack.io.atomic import atomic_path
 from samtrack.io.outputs import RunWriter
 from samtrack.io.sources import FrameSource, open_source
-from samtrack.tracking.discovery import find_new_objects
+from samtrack.models.pool import ModelPool
+from samtrack.tracking import prompts as P
+from samtrack.tracking.discovery import text_segments
+from samtrack.tracking.history import History
+from samtrack.tracking.objects import ObjectRegistry, TrackedObject
+from samtrack.tracking.propagation import Cancelled, FrameResult, Timeline, decoded, propagate
 from samtrack.tracking.settings import Settings
 from samtrack.tracking.store import MaskStore
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 Progress = Callable[[int, int, dict], None]  # (frames done, frames total, info)
 SESSION_FILE = "session.json"
 
 
-@dataclass
-class TrackedObject:
-    """One object of the session, under a stable id."""
+@dataclass(frozen=True)
+class Status:
+    """Where a session stands: ``idle``, ``running`` (a propagation), ``cancelled`` or ``closed``;
+    the last frame propagated, and frames done / total of the current (or last) propagation."""
 
-    id: int
-    label: str
-    frame: int  # where it was added
-    prompt: dict  # the prompt that made it (kind + parameters)
-
-
-@dataclass
-class _Action:
-    """An undoable change: masks of some frames and the object registry, before and after."""
-
-    name: str
-    masks: dict[int, tuple[bytes | None, bytes | None]] = field(default_factory=dict)  # frame -> (before, after)
-    objects: tuple[dict, dict] = ({}, {})
-    next_id: tuple[int, int] = (1, 1)
-
-
-def _pack(ids: np.ndarray | None) -> bytes | None:
-    return None if ids is None else zlib.compress(ids.tobytes(), 1)
-
-
-class Cancelled(Exception):
-    """Raised inside a propagation loop when the caller's cancel check returns True."""
+    state: str
+    frame: int | None = None
+    done: int = 0
+    total: int = 0
 
 
 class Session:
-    """An interactive or automatic segment-and-track run over one video or image sequence."""
+    """An interactive or automatic segment-and-track run over one video or image sequence.
+
+    Args:
+        source: a video file, an image folder, or an open :class:`FrameSource` (the session closes it).
+        out_dir: the run directory (masks/, session.json, then the outputs of :meth:`finalize`).
+        settings: SAM-Track's parameters and the models to use (default: :class:`Settings`()).
+        models: the :class:`ModelPool` to take models from (None: a pool of this session's own).
+        resume: continue the run in `out_dir` (its settings and objects are read back).
+        segmenter, tracker, detector: ready-made models to use instead of the pool's.
+    """
 
     def __init__(self, source: str | Path | FrameSource, out_dir: str | Path, settings: Settings | None = None,
-                 *, segmenter: Any = None, tracker: Any = None, detector: Any = None,
-                 resume: bool = False) -> None:
-        self.source = source if isinstance(source, FrameSource) else open_source(source)
+                 *, models: ModelPool | None = None, resume: bool = False, segmenter: Any = None,
+                 tracker: Any = None, detector: Any = None) -> None:
         self.out_dir = Path(out_dir)
-        self.settings = settings or Settings()
-        self._segmenter = segmenter
-        self._tracker = tracker
-        self._detector = detector
-        self._audio: Any = None
-        self.objects: dict[int, TrackedObject] = {}
-        self._next_id = 1
-        self._undo: list[_Action] = []
-        self._redo: list[_Action] = []
-        # What the tracker's memory holds: frames start..cursor of a `mode` pass ("auto"/"forward").
-        self._timeline: dict | None = None
-        self._memory_live = False  # the tracker's memory matches the timeline (not after a restart)
-        self.timings: dict[str, float] = {}
         state_file = self.out_dir / SESSION_FILE
         if state_file.exists() and not resume:
             raise InputError(f"{self.out_dir} already holds a run; pass resume=True (--resume) to continue it, "
                              "or choose another output directory")
+        self.source = source if isinstance(source, FrameSource) else open_source(source)
+        self.settings = settings or Settings()
+        self.models = models if models is not None else ModelPool()
+        self._segmenter, self._tracker, self._detector = segmenter, tracker, detector
+        self.registry = ObjectRegistry(self.settings.max_obj_num)
+        self.history = History((self.source.height, self.source.width))
+        self._timeline: Timeline | None = None  # what the tracker's memory holds
+        self._memory_live = False  # the tracker's memory matches the timeline (not after a restart)
+        self.timings: dict[str, float] = {}
+        self._lock = threading.RLock()  # one step at a time: a prompt, or one frame of a propagation
+        self._read_lock = threading.Lock()  # a video decoder serves one thread at a time
+        self._cancel = threading.Event()
+        self._running = False
+        self._in_keyframe = False  # a running pass applies a key frame's prompts itself
+        self._status = Status("idle")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.run = RunWriter(self.out_dir, self.source, background=True)
         self.store = MaskStore(self.run)
@@ -107,56 +109,89 @@ class Session:
     @property
     def segmenter(self) -> Any:
         if self._segmenter is None:
-            from samtrack.models.segmenter import Segmenter
-
-            self._segmenter = Segmenter.load(self.settings.segmenter, device=self.settings.device,
-                                             dtype=self.settings.dtype)
+            self._segmenter = self.models.segmenter(self.settings)
         return self._segmenter
 
     @property
     def tracker(self) -> Any:
         if self._tracker is None:
-            from samtrack.models.sam2video.loading import load_propagator
-
-            s = self.settings
-            self._tracker = load_propagator(s.tracker, checkpoint=s.tracker_checkpoint, device=s.device,
-                                            long_term_mem_gap=s.long_term_mem_gap,
-                                            max_len_long_term=s.max_len_long_term,
-                                            num_memory_frames=s.num_memory_frames,
-                                            max_conditioning_frames=s.max_conditioning_frames)
+            self._tracker = self.models.tracker(self.settings)
         return self._tracker
 
-    # ----------------------------------------------------------------- frames and masks
+    @property
+    def detector(self) -> Any:
+        if self._detector is None:
+            self._detector = self.models.detector(self.settings)
+        return self._detector
+
+    # ----------------------------------------------------------------- frames, masks, state
     def __len__(self) -> int:
         return len(self.source)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def objects(self) -> MappingProxyType[int, TrackedObject]:
+        """The objects by id (read-only view; change them with the methods below)."""
+        return MappingProxyType(self.registry.objects)
+
+    @property
+    def status(self) -> Status:
+        return self._status
+
+    @property
+    def can_undo(self) -> bool:
+        return self.history.can_undo
+
+    @property
+    def can_redo(self) -> bool:
+        return self.history.can_redo
+
+    @property
+    def cursor(self) -> int | None:
+        """The last frame of the forward pass the tracker's memory holds (None when there is none)."""
+        tl = self._timeline
+        return tl.cursor if tl is not None and tl.cursor >= tl.start else None
 
     def _check_frame(self, index: int) -> int:
         if not isinstance(index, (int, np.integer)) or not 0 <= index < len(self.source):
             raise InputError(f"frame index {index} is outside the video (frames 0..{len(self.source) - 1})")
         return int(index)
 
+    def _read(self, index: int) -> np.ndarray:
+        with self._read_lock:
+            return self.source[index]
+
     def frame(self, index: int) -> np.ndarray:
-        return self.source[self._check_frame(index)]
+        return self._read(self._check_frame(index))
 
     def mask(self, index: int) -> np.ndarray:
         """The id mask of frame `index` (zeros where nothing has been segmented or tracked yet)."""
-        ids = self.store.get(self._check_frame(index))
+        with self._lock:
+            ids = self.store.get(self._check_frame(index))
         if ids is None:
             return np.zeros((self.source.height, self.source.width), dtype=np.uint8)
         return ids
 
-    # ----------------------------------------------------------------- objects and prompts
-    def _prompt_mask(self, frame: np.ndarray, prompt: dict) -> np.ndarray:
-        kind = prompt["kind"]
-        seg = self.segmenter
-        if kind == "click":
-            return seg.click(frame, prompt["points"], prompt["labels"])
-        if kind == "box":
-            return seg.box(frame, prompt["box"])
-        if kind == "stroke":
-            return seg.stroke(frame, prompt["points"])
-        raise InputError(f"unknown prompt kind {kind!r}")
+    def _set_mask(self, index: int, ids: np.ndarray | None) -> None:
+        if ids is None:
+            self.store.delete(index)
+        else:
+            self.store.put(index, ids)
+        if self._timeline is not None and index <= self._timeline.cursor:
+            self._timeline = None  # the tracker's memory no longer matches the stored masks
+            self._memory_live = False
 
+    def _idle(self) -> None:
+        """Changes wait for a running propagation to end: they would change what it tracks from."""
+        if self._running and not self._in_keyframe:
+            raise InputError("a propagation is running on this session; cancel() it or let it finish first")
+
+    # ----------------------------------------------------------------- objects and prompts
     def add_object(self, frame_index: int, *, points: list | None = None, labels: list | None = None,
                    box: tuple | None = None, stroke: list | None = None, mask: np.ndarray | None = None,
                    label: str | None = None, obj_id: int | None = None) -> int:
@@ -167,143 +202,97 @@ class Session:
         over what the frame holds. Returns the object id. Undoable.
         """
         index = self._check_frame(frame_index)
-        given = [p is not None for p in (points, box, stroke, mask)]
-        if sum(given) != 1:
-            raise InputError("give exactly one prompt: points (with labels), box, stroke or mask")
-        if obj_id is not None and obj_id not in self.objects:
-            raise InputError(f"unknown object id {obj_id}; known ids: {sorted(self.objects) or 'none'}")
-        if obj_id is None and self._next_id > self.settings.max_obj_num:
-            raise InputError(f"too many objects: max_obj_num is {self.settings.max_obj_num}")
-        frame = self.source[index]
-        if mask is not None:
-            obj_mask = np.asarray(mask).astype(bool)
-            if obj_mask.shape != frame.shape[:2]:
-                raise InputError(f"mask is {obj_mask.shape[1]}x{obj_mask.shape[0]}, the frame is "
-                                 f"{frame.shape[1]}x{frame.shape[0]}")
-            prompt: dict = {"kind": "mask", "frame": index}
-        elif points is not None:
-            if labels is None:
-                labels = [1] * len(points)
-            prompt = {"kind": "click", "frame": index, "points": [list(map(float, p)) for p in points],
-                      "labels": [int(v) for v in labels]}
-        elif box is not None:
-            prompt = {"kind": "box", "frame": index, "box": [float(v) for v in box]}
-        else:
-            prompt = {"kind": "stroke", "frame": index, "points": [list(map(float, p)) for p in stroke]}
-        if mask is None:
-            obj_mask = self._prompt_mask(frame, prompt)
-        if not obj_mask.any():
-            raise InputError(f"the {prompt['kind']} prompt on frame {index} produced an empty mask")
-        with self._action("add object" if obj_id is None else f"edit object {obj_id}", [index]):
-            ids = self.mask(index).copy()
-            if obj_id is None:
-                obj_id = self._next_id
-                self._next_id += 1
-                self.objects[obj_id] = TrackedObject(obj_id, label or f"object {obj_id}", index, prompt)
+        prompt = P.make_prompt(index, points=points, labels=labels, box=box, stroke=stroke, mask=mask, label=label)
+        return self._add_object(prompt, obj_id)
+
+    def apply(self, prompt: P.Prompt, obj_id: int | None = None) -> list[int]:
+        """Apply a typed prompt (see :mod:`samtrack.tracking.prompts`); returns the ids it added or edited."""
+        self._check_frame(prompt.frame)
+        if isinstance(prompt, P.Text):
+            return self.add_objects_from_text(prompt.frame, prompt.caption)
+        return [self._add_object(prompt, obj_id)]
+
+    def _add_object(self, prompt: P.ObjectPrompt, obj_id: int | None) -> int:
+        with self._lock:
+            self._idle()
+            if obj_id is not None:
+                self.registry.check(obj_id)
             else:
-                ids[ids == obj_id] = 0
-                if label:
-                    self.objects[obj_id].label = label
-            ids[obj_mask] = obj_id
-            self._set_mask(index, ids)
-        return obj_id
+                self.registry.check_room()
+            index = prompt.frame
+            obj_mask = prompt.cut(self.segmenter if not isinstance(prompt, P.MaskPrompt) else None,
+                                  self._read(index))
+            if not obj_mask.any():
+                raise InputError(f"the {prompt.record()['kind']} prompt on frame {index} produced an empty mask")
+            with self._record("add object" if obj_id is None else f"edit object {obj_id}", [index]):
+                ids = self.mask(index).copy()
+                if obj_id is None:
+                    obj_id = self.registry.add(prompt.label, index, prompt.record())
+                else:
+                    ids[ids == obj_id] = 0
+                    if prompt.label:
+                        self.registry.relabel(obj_id, prompt.label)
+                ids[obj_mask] = obj_id
+                self._set_mask(index, ids)
+            return obj_id
 
     def segment_everything(self, frame_index: int) -> list[int]:
         """Segment everything on a frame; segments not already covered become new objects. Undoable."""
         index = self._check_frame(frame_index)
-        segments = self.segmenter.everything(self.source[index], **self.settings.everything_args())
-        with self._action("segment everything", [index]):
-            ids = self.mask(index).copy()
-            new_ids = self._register_new(ids, segments, index)
-            self._set_mask(index, ids)
-        return new_ids
-
-    def remove_object(self, obj_id: int) -> None:
-        """Remove an object from the registry and from every frame. Undoable."""
-        if obj_id not in self.objects:
-            raise InputError(f"unknown object id {obj_id}; known ids: {sorted(self.objects) or 'none'}")
-        self.store.flush()
-        frames = [i for i in range(len(self.source)) if self.store.has(i) and (self.store.get(i) == obj_id).any()]
-        with self._action(f"remove object {obj_id}", frames):
-            del self.objects[obj_id]
-            for i in frames:
-                ids = self.store.get(i).copy()
-                ids[ids == obj_id] = 0
-                self._set_mask(i, ids)
-
-    def relabel(self, obj_id: int, label: str) -> None:
-        if obj_id not in self.objects:
-            raise InputError(f"unknown object id {obj_id}; known ids: {sorted(self.objects) or 'none'}")
-        with self._action(f"relabel object {obj_id}", []):
-            self.objects[obj_id].label = label
-
-    def _register_new(self, ids: np.ndarray, segments: np.ndarray, index: int,
-                      info: dict[int, dict] | None = None) -> list[int]:
-        """Paint the segments not yet tracked into `ids` (in place) as fresh objects; return their ids.
-
-        `info` maps a segment id to the label and prompt of the object it becomes (default: a
-        segment-everything object)."""
-        s = self.settings
-        new = find_new_objects(ids, segments, self._next_id, min_new_obj_iou=s.min_new_obj_iou,
-                               min_area=s.min_area, max_obj_num=s.max_obj_num)
-        inside = new > 0
-        pairs = np.unique(np.stack([new[inside], segments[inside]]), axis=1).T  # (object id, segment id)
-        for obj_id, seg_id in pairs.tolist():
-            meta = (info or {}).get(seg_id, {})
-            self.objects[obj_id] = TrackedObject(obj_id, meta.get("label") or f"object {obj_id}", index,
-                                                 meta.get("prompt") or {"kind": "everything", "frame": index})
-        added = [int(p) for p in pairs[:, 0]]
-        if added:
-            self._next_id = max(added) + 1
-            np.copyto(ids, new, where=inside)
-        return added
-
-    # ----------------------------------------------------------------- text and audio grounding
-    @property
-    def detector(self) -> Any:
-        if self._detector is None:
-            from samtrack.models.grounding import Detector
-
-            self._detector = Detector.load(self.settings.detector, device=self.settings.device)
-        return self._detector
-
-    def _text_segments(self, index: int, caption: str) -> tuple[np.ndarray, dict[int, dict]]:
-        """Grounding DINO boxes for `caption` on frame `index`, each cut by a SAM box prompt."""
-        s = self.settings
-        frame = self.source[index]
-        detections = self.detector.detect(frame, caption, box_threshold=s.box_threshold,
-                                          text_threshold=s.text_threshold, box_size_threshold=s.box_size_threshold)
-        segments = np.zeros(frame.shape[:2], dtype=np.uint8)
-        info: dict[int, dict] = {}
-        # Painted from the least to the most confident, so the best detection keeps overlapping pixels.
-        for seg_id, det in reversed(list(enumerate(detections[:255], 1))):
-            segments[self.segmenter.box(frame, det.box)] = seg_id
-            info[seg_id] = {"label": det.phrase or caption.strip(" ."),
-                            "prompt": {"kind": "text", "frame": index, "caption": caption,
-                                       "box": [round(v, 2) for v in det.box], "score": round(det.score, 4)}}
-        return segments, info
+        with self._lock:
+            self._idle()
+            segments = self.segmenter.everything(self._read(index), **self.settings.everything_args())
+            return self._add_segments(index, segments, None, "segment everything")
 
     def add_objects_from_text(self, frame_index: int, caption: str) -> list[int]:
         """Detect what `caption` names on a frame ("swan. water") and add every instance not yet
         tracked there as a new object labelled with its phrase. Undoable. Returns the new ids."""
         index = self._check_frame(frame_index)
-        segments, info = self._text_segments(index, caption)
-        with self._action(f"text {caption!r}", [index]):
+        with self._lock:
+            self._idle()
+            segments, info = text_segments(self._read(index), index, caption, self.detector, self.segmenter,
+                                           self.settings)
+            return self._add_segments(index, segments, info, f"text {caption!r}")
+
+    def _add_segments(self, index: int, segments: np.ndarray, info: dict | None, name: str) -> list[int]:
+        with self._record(name, [index]):
             ids = self.mask(index).copy()
-            added = self._register_new(ids, segments, index, info)
+            added = self.registry.add_segments(ids, segments, index, min_new_obj_iou=self.settings.min_new_obj_iou,
+                                               min_area=self.settings.min_area, info=info)
             self._set_mask(index, ids)
         return added
 
+    def remove_object(self, obj_id: int) -> None:
+        """Remove an object from the registry and from every frame. Undoable."""
+        with self._lock:
+            self._idle()
+            self.registry.check(obj_id)
+            self.store.flush()
+            frames = [i for i in range(len(self.source))
+                      if self.store.has(i) and (self.store.get(i) == obj_id).any()]
+            with self._record(f"remove object {obj_id}", frames):
+                self.registry.remove(obj_id)
+                for i in frames:
+                    ids = self.store.get(i).copy()
+                    ids[ids == obj_id] = 0
+                    self._set_mask(i, ids)
+
+    def relabel(self, obj_id: int, label: str) -> None:
+        with self._lock:
+            self.registry.check(obj_id)
+            with self._record(f"relabel object {obj_id}", []):
+                self.registry.relabel(obj_id, label)
+
+    # ----------------------------------------------------------------- audio grounding
     def sounds(self, start: float | None = None, end: float | None = None) -> list[tuple[str, float]]:
         """The AudioSet labels of the input's soundtrack (or a time window), most probable first."""
-        from samtrack.models.audio import AudioTagger, decode_audio
+        from samtrack.models.audio import decode_audio
 
         if not self.source.has_audio:
             raise InputError(f"{self.source.path} has no audio track, so there is no sound to ground")
-        if self._audio is None:
-            self._audio = AudioTagger.load(self.settings.audio_model, device=self.settings.device)
         waveform, rate = decode_audio(self.source.path, start, end)
-        return self._audio.tag(waveform, rate, self.settings.label_num, self.settings.audio_threshold)
+        tagger = self.models.audio_tagger(self.settings)
+        return tagger.tag(waveform, rate, self.settings.label_num, self.settings.audio_threshold)
 
     def add_objects_from_audio(self, frame_index: int, start: float | None = None,
                                end: float | None = None) -> tuple[str, list[int]]:
@@ -315,267 +304,301 @@ class Session:
         return labels[0][0], self.add_objects_from_text(frame_index, labels[0][0])
 
     # ----------------------------------------------------------------- undo / redo
-    class _ActionScope:
-        def __init__(self, session: Session, name: str, frames: list[int]) -> None:
-            self.session, self.name, self.frames = session, name, frames
-
-        def __enter__(self) -> None:
-            s = self.session
-            self.before_masks = {i: _pack(s.store.get(i)) for i in self.frames}
-            self.before_objects = copy.deepcopy(s.objects)
-            self.before_next = s._next_id
-
-        def __exit__(self, exc_type, exc, tb) -> None:
-            s = self.session
-            if exc_type is not None:  # failed half way: put everything back
-                s.objects, s._next_id = self.before_objects, self.before_next
-                for i, packed in self.before_masks.items():
-                    s._restore_mask(i, packed)
-                return
-            action = _Action(self.name, {i: (b, _pack(s.store.get(i))) for i, b in self.before_masks.items()},
-                             ({k: asdict(v) for k, v in self.before_objects.items()},
-                              {k: asdict(v) for k, v in s.objects.items()}),
-                             (self.before_next, s._next_id))
-            s._undo.append(action)
-            s._redo.clear()
-            s._save_state()
-
-    def _action(self, name: str, frames: list[int]) -> _ActionScope:
-        return Session._ActionScope(self, name, frames)
+    def _record(self, name: str, frames: list[int]) -> Any:
+        return self.history.record(name, frames, self.registry, self.store.get, self._set_mask)
 
     def undo(self) -> str | None:
         """Revert the last prompt action (add, edit, remove, relabel, segment everything); its name."""
-        return self._step(self._undo, self._redo, 0)
+        with self._lock:
+            self._idle()
+            name = self.history.undo(self.registry, self._set_mask)
+            self._save_state()
+            return name
 
     def redo(self) -> str | None:
-        return self._step(self._redo, self._undo, 1)
-
-    def _step(self, source: list[_Action], target: list[_Action], side: int) -> str | None:
-        if not source:
-            return None
-        action = source.pop()
-        for i, pair in action.masks.items():
-            self._restore_mask(i, pair[side])
-        self.objects = {int(k): TrackedObject(**v) for k, v in action.objects[side].items()}
-        self._next_id = action.next_id[side]
-        target.append(action)
-        self._save_state()
-        return action.name
-
-    def _restore_mask(self, index: int, packed: bytes | None) -> None:
-        if packed is None:
-            self.store.delete(index)
-        else:
-            shape = (self.source.height, self.source.width)
-            self._set_mask(index, np.frombuffer(zlib.decompress(packed), np.uint8).reshape(shape).copy())
-
-    def _set_mask(self, index: int, ids: np.ndarray) -> None:
-        self.store.put(index, ids)
-        if self._timeline is not None and index <= self._timeline["cursor"]:
-            self._timeline = None  # the tracker's memory no longer matches the stored masks
-            self._memory_live = False
+        with self._lock:
+            self._idle()
+            name = self.history.redo(self.registry, self._set_mask)
+            self._save_state()
+            return name
 
     # ----------------------------------------------------------------- propagation
-    def _frames(self, indices: range) -> Iterator[tuple[int, np.ndarray]]:
-        """Decode frames in a background thread, a few ahead of the consumer."""
-        q: queue.Queue = queue.Queue(maxsize=4)
-        stop = threading.Event()
+    def cancel(self) -> None:
+        """Stop the running propagation (from any thread) before its next frame: it saves its state
+        and raises :class:`Cancelled`. Frames it finished are kept; nothing happens when none runs."""
+        if self._running:
+            self._cancel.set()
 
-        def produce() -> None:
-            try:
-                for i in indices:
-                    if stop.is_set():
-                        return
-                    q.put((i, self.source[i]))
-            except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
-                q.put(exc)
-                return
-            q.put(None)
+    def _end(self, end: int | None) -> int:
+        return len(self.source) - 1 if end is None else self._check_frame(end)
 
-        thread = threading.Thread(target=produce, name="samtrack-decode", daemon=True)
-        thread.start()
-        try:
-            while (item := q.get()) is not None:
-                if isinstance(item, Exception):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            while thread.is_alive():  # unblock the producer if it waits on a full queue
-                try:
-                    q.get_nowait()
-                except queue.Empty:
-                    thread.join(0.05)
+    def iter_propagate(self, start: int, end: int | None = None, direction: str = "forward",
+                       discover: bool = False, *, prompts: P.Prompts | None = None, categories: str | None = None,
+                       objects: list[int] | None = None) -> Iterator[FrameResult]:
+        """Propagate from frame `start` and yield each frame's result as soon as it is made.
 
-    def _end(self, end: int | None, default: int) -> int:
-        return default if end is None else self._check_frame(end)
+        ``direction="forward"`` tracks every object from `start` (its mask is the reference) to `end`
+        (default: the last frame). Frames after `start` are overwritten; frames before it stay exactly as
+        they are (roll back: correct or add objects on frame t, then propagate from t). If the last forward
+        pass stopped at `start` and nothing changed since, it continues with the tracker's memory.
+        `prompts` (frame -> prompts) are applied when the pass reaches their frame, which then becomes a
+        key frame. With `discover`, every frame that is a multiple of ``sam_gap`` is a key frame too,
+        where segment-everything (or the text `categories`, "swan. duck") adds the objects not yet tracked.
 
-    def propagate(self, start: int, end: int | None = None, *, progress: Progress | None = None,
-                  cancel: Callable[[], bool] | None = None) -> None:
-        """Track every object forward from frame `start` (its mask is the reference) to `end`.
+        ``direction="backward"`` carries `objects` (default: those added on `start`) from `start` back to
+        `end` (default 0); earlier frames keep every pixel they hold and gain the carried objects only
+        where they hold background.
 
-        Frames after `start` are overwritten; frames before it stay exactly as they are (roll back:
-        correct or add objects on frame t, then `propagate(t)`). If the last forward pass stopped at
-        `start` and nothing changed since, tracking continues with the tracker's memory.
+        Errors in the arguments are raised here; tracking starts with the first ``next()``.
         """
-        start = self._check_frame(start)
-        end = self._end(end, len(self.source) - 1)
+        if direction == "backward":
+            return self._iter_backward(start, 0 if end is None else end, objects)
+        if direction != "forward":
+            raise InputError(f"direction must be 'forward' or 'backward', not {direction!r}")
+        start, end = self._check_frame(start), self._end(end)
         if end < start:
-            raise InputError(f"end frame {end} is before start frame {start}; use propagate_backward")
-        ref = self.store.get(start)
-        if ref is None or not ref.any():
-            raise InputError(f"frame {start} has no objects to propagate; add one there first")
+            raise InputError(f"end frame {end} is before start frame {start}; propagate backward instead")
+        prompts = {self._check_frame(f): items for f, items in (prompts or {}).items() if items}
+        if min(prompts, default=start) < start:
+            raise InputError(f"prompts on frame {min(prompts)} come before the start frame {start}")
         tl = self._timeline
-        if tl and tl["mode"] == "forward" and tl["cursor"] == start and self._memory_live:
-            self._forward(start + 1, end, {}, progress, cancel)
-        else:
-            self._timeline = {"mode": "forward", "start": start, "cursor": start - 1, "keyframes": [start]}
-            self._forward(start, end, {start: lambda i, ids: self.store.get(i)}, progress, cancel)
+        if (tl is not None and tl.mode == "forward" and tl.cursor == start and self._memory_live
+                and start not in prompts and (tl.discover, tl.categories) == (discover, categories)):
+            return self._run(start + 1, end, prompts)
+        if start not in prompts and not discover:
+            ref = self.store.get(start)
+            if ref is None or not ref.any():
+                raise InputError(f"frame {start} has no objects to propagate; add one there first")
+        self._timeline = Timeline("forward", start, start - 1, [], discover, categories)
+        return self._run(start, end, prompts)
 
-    def track_prompts(self, prompts: dict[int, list[dict]], end: int | None = None, *,
-                      progress: Progress | None = None, cancel: Callable[[], bool] | None = None) -> None:
-        """Apply prompts on several frames and track, in one forward pass (SAM-Track's key frames).
-
-        `prompts` maps a frame index to a list of `add_object` keyword dicts. On each prompt frame after
-        the first, the tracked mask is computed, the prompts are painted onto it and the result becomes
-        a new reference, keeping the tracker's memory of the frames before (as SAM-Track does).
-        """
-        frames = sorted(self._check_frame(f) for f in prompts)
-        if not frames:
-            raise InputError("no prompts given")
-        end = self._end(end, len(self.source) - 1)
-        self._timeline = {"mode": "forward", "start": frames[0], "cursor": frames[0] - 1, "keyframes": frames}
-        keyframe = self._prompt_keyframe(prompts)
-        self._forward(frames[0], end, {f: keyframe for f in frames}, progress, cancel)
-
-    def _prompt_keyframe(self, prompts: dict[int, list[dict]]) -> Callable:
-        def keyframe(i: int, ids: np.ndarray | None) -> np.ndarray:
-            if ids is not None:
-                self.store.put(i, ids)
-            for kwargs in prompts[i]:
-                if "text" in kwargs:
-                    self.add_objects_from_text(i, kwargs["text"])
-                else:
-                    self.add_object(i, **kwargs)
-            return self.mask(i)
-
-        return keyframe
-
-    def run_auto(self, end: int | None = None, *, categories: str | None = None,
-                 progress: Progress | None = None, cancel: Callable[[], bool] | None = None) -> None:
-        """SAM-Track's automatic mode: segment everything on frame 0 and every `sam_gap` frames, add
-        the segments not yet tracked as new objects (fresh ids), and track everything in between.
+    def iter_auto(self, end: int | None = None, *, categories: str | None = None) -> Iterator[FrameResult]:
+        """SAM-Track's automatic mode, streamed: segment everything on frame 0 and every `sam_gap`
+        frames, add the segments not yet tracked as new objects (fresh ids), track everything between.
 
         With `categories` ("swan. duck"), key frames detect those categories with Grounding DINO
         instead of segmenting everything (SAM-Track's demo_instseg), and new objects get their label.
-
-        Resumable: on a session opened with resume=True, the tracker's memory is rebuilt from the
-        stored masks and tracking continues where it stopped.
+        On a resumed session the pass continues where it stopped.
         """
-        end = self._end(end, len(self.source) - 1)
+        end = self._end(end)
         tl = self._timeline
-        if tl is not None and tl["mode"] == "auto":
-            categories = categories or tl.get("categories")
-            first = tl["cursor"] + 1 if self._memory_live else self._replay() + 1
-        elif self.objects or self.store.has(0):
+        if tl is not None and tl.mode == "auto":
+            if categories and categories != tl.categories:
+                raise InputError(f"this run detects {tl.categories or 'everything'}; it cannot switch to {categories!r}")
+            return self._run(None, end, {})
+        if len(self.registry) or self.store.has(0):
             raise InputError("automatic mode starts from an empty run; this run already holds objects")
-        else:
-            first = 0
-            self._timeline = {"mode": "auto", "start": 0, "cursor": -1, "keyframes": [], "categories": categories}
-        gap = self.settings.sam_gap
+        self._timeline = Timeline("auto", 0, -1, [], True, categories)
+        return self._run(0, end, {})
 
-        def keyframe(i: int, ids: np.ndarray | None) -> np.ndarray:
-            t = time.perf_counter()
-            if categories:
-                segments, info = self._text_segments(i, categories)
-                self._add_time("detect", time.perf_counter() - t)
-            else:
-                segments, info = self.segmenter.everything(self.source[i], **self.settings.everything_args()), None
-                self._add_time("segment_everything", time.perf_counter() - t)
-            ids = np.zeros_like(segments) if ids is None else ids.copy()
-            t = time.perf_counter()
-            self._register_new(ids, segments, i, info)
-            self._add_time("merge_new_objects", time.perf_counter() - t)
-            return ids
-
-        keyframes = {i: keyframe for i in range(first + (-first % gap), end + 1, gap)}
-        self._forward(first, end, keyframes, progress, cancel)
-
-    def _forward(self, first: int, end: int, keyframes: dict[int, Callable], progress: Progress | None,
-                 cancel: Callable[[], bool] | None) -> None:
-        """Track frames first..end; on a key frame, `keyframes[i](i, tracked_ids_or_None)` gives the new
-        reference mask (tracked without a memory update, then re-referenced); other frames are tracked
-        and written into memory. Records the timeline for resume."""
+    def _keyframe(self, i: int, tracked: np.ndarray | None, prompts: P.Prompts) -> np.ndarray:
+        """The reference mask of a key frame: the tracked mask (the stored one on the start frame) with
+        the frame's prompts painted over it, then new objects discovered on it."""
         tl = self._timeline
         assert tl is not None
-        t0 = time.perf_counter()
-        total = end - tl["start"] + 1
+        if tracked is not None and i in prompts:
+            self.store.put(i, tracked)  # prompts paint over the tracked mask
+        self._in_keyframe = True
         try:
-            for i, frame in self._frames(range(first, end + 1)):
-                if cancel is not None and cancel():
-                    break
-                if i in keyframes:
-                    if i == tl["start"]:
-                        self.tracker.reset()
-                        ids = keyframes[i](i, None)
-                    else:
-                        ids = keyframes[i](i, self.tracker.track(frame))
-                    self.tracker.add_reference(frame, ids)
-                    self._memory_live = True
-                    if tl["mode"] == "auto":
-                        tl["keyframes"].append(i)
-                else:
-                    ids = self.tracker.track(frame)
-                    self.tracker.update_memory(ids)
-                self.store.put(i, ids)
-                tl["cursor"] = i
-                if i in keyframes:
-                    self._save_state()  # objects found here must be on record before later frames
-                if progress:
-                    progress(i - tl["start"] + 1, total, {"frame": i, "objects": len(self.objects)})
+            for prompt in prompts.get(i, ()):
+                self.apply(prompt)
         finally:
-            self._checkpoint()
-            self._add_time("track", time.perf_counter() - t0)
+            self._in_keyframe = False
+        ids = self.mask(i) if tracked is None or i in prompts else tracked
+        if tl.discover and i % self.settings.sam_gap == 0:
+            ids = ids.copy()
+            t = time.perf_counter()
+            frame = self._read(i)
+            if tl.categories:
+                segments, info = text_segments(frame, i, tl.categories, self.detector, self.segmenter, self.settings)
+                self._add_time("detect", time.perf_counter() - t)
+            else:
+                segments, info = self.segmenter.everything(frame, **self.settings.everything_args()), None
+                self._add_time("segment_everything", time.perf_counter() - t)
+            t = time.perf_counter()
+            self.registry.add_segments(ids, segments, i, min_new_obj_iou=self.settings.min_new_obj_iou,
+                                       min_area=self.settings.min_area, info=info)
+            self._add_time("merge_new_objects", time.perf_counter() - t)
+        tl.keyframes.append(i)
+        return ids
+
+    def _run(self, first: int | None, end: int, prompts: P.Prompts) -> Iterator[FrameResult]:
+        """The forward pass of the timeline from `first` (None: after its cursor, replaying the stored
+        masks into the tracker when its memory is not live) to `end`."""
+        self._cancel.clear()
+        tl = self._timeline
+        assert tl is not None
+        with self._lock:
+            self._begin(tl.start if first is None else first, end)
+            try:
+                if first is None:
+                    first = (tl.cursor if self._memory_live else self._replay()) + 1
+            except BaseException:
+                self._finish("idle")
+                raise
+        gap = self.settings.sam_gap
+
+        class Keys:  # the pass's key frames, decided as it goes
+            def __contains__(self, i: object) -> bool:
+                return isinstance(i, int) and tl.is_key(i, gap, prompts)
+
+        inner = propagate(self.tracker, decoded(self._read, range(first, end + 1)), start=tl.start,
+                          reference=lambda i, tracked: self._keyframe(i, tracked, prompts), keyframes=Keys(),
+                          cancelled=self._cancel.is_set)
+        yield from self._drive(inner, lambda i, ids: self._forward_step(tl, i, ids), tl.start, end)
+
+    def _forward_step(self, tl: Timeline, i: int, ids: np.ndarray) -> np.ndarray:
+        self.store.put(i, ids)
+        tl.cursor = i
+        self._memory_live = True
+        if tl.keyframes and tl.keyframes[-1] == i:
+            self._save_state()  # objects found here must be on record before later frames
+        return ids
+
+    def _iter_backward(self, start: int, end: int, objects: list[int] | None) -> Iterator[FrameResult]:
+        start, end = self._check_frame(start), self._check_frame(end)
+        if end >= start:
+            raise InputError(f"backward propagation needs end < start, got start {start}, end {end}")
+        chosen = objects if objects is not None else [o.id for o in self.registry.objects.values() if o.frame == start]
+        unknown = [o for o in chosen if o not in self.registry]
+        if unknown:
+            raise InputError(f"unknown object ids {unknown}")
+        ref = self.mask(start)
+        ref = np.where(np.isin(ref, chosen), ref, 0).astype(np.uint8)
+        if not ref.any():
+            raise InputError(f"none of the objects {chosen or '(none given)'} is on frame {start}")
+        self._timeline = None
+        self._memory_live = False
+        return self._backward(start, end, ref, chosen)
+
+    def _backward(self, start: int, end: int, ref: np.ndarray, chosen: list[int]) -> Iterator[FrameResult]:
+        self._cancel.clear()
+        with self._lock:
+            self._begin(start - 1, end)
+
+        def carried_only(i: int, carried: np.ndarray) -> np.ndarray:
+            # Only the carried objects: the tracker sees no others, but ids below them are open slots.
+            return np.where(np.isin(carried, chosen), carried, 0).astype(np.uint8)
+
+        def step(i: int, carried: np.ndarray) -> np.ndarray | None:
+            if i == start:
+                return None
+            ids = self.mask(i).copy()
+            np.copyto(ids, carried, where=(ids == 0) & (carried > 0))
+            self.store.put(i, ids)
+            return ids
+
+        inner = propagate(self.tracker, decoded(self._read, range(start, end - 1, -1)), start=start,
+                          reference=lambda i, _: ref, memorise=carried_only, cancelled=self._cancel.is_set)
+        yield from self._drive(inner, step, start - 1, end)
+
+    def _begin(self, origin: int, end: int) -> None:
+        if self._running:
+            raise InputError("a propagation is already running on this session")
+        self._running = True
+        self._status = Status("running", None, 0, abs(end - origin) + 1)
+
+    def _finish(self, state: str) -> None:
+        self._running = False
+        self._in_keyframe = False  # a running pass applies a key frame's prompts itself
+        self._status = Status(state, self._status.frame, self._status.done, self._status.total)
+
+    def _drive(self, inner: Iterator[tuple[int, np.ndarray]], step: Callable[[int, np.ndarray], np.ndarray | None],
+               origin: int, end: int) -> Iterator[FrameResult]:
+        """Run the loop one frame at a time under the session lock, store each result, keep the state
+        on disk when it stops (finished, cancelled, failed or abandoned by the consumer)."""
+        t0 = time.perf_counter()
+        state = "idle"
+        try:
+            while True:
+                with self._lock:
+                    try:
+                        i, ids = next(inner)
+                    except StopIteration:
+                        break
+                    except Cancelled:
+                        state = "cancelled"
+                        raise
+                    except BaseException:
+                        self._memory_live = False  # the tracker may have stopped half way through a frame
+                        raise
+                    ids = step(i, ids)
+                    if ids is None:
+                        continue
+                    self._status = Status("running", i, abs(i - origin) + 1, abs(end - origin) + 1)
+                yield FrameResult.of(i, ids)
+        finally:
+            with self._lock:
+                inner.close()
+                self._checkpoint()
+                self._add_time("track", time.perf_counter() - t0)
+                self._cancel.clear()
+                self._finish(state)
 
     def _replay(self) -> int:
         """Rebuild the tracker's memory of an interrupted forward pass from the stored masks.
 
         Replays the calls of the original pass (reference, key frames tracked then re-referenced, memory
         updates), fed with the masks it wrote, so the memory, and every mask after it, is identical to
-        an uninterrupted run. Objects found after the last stored frame are dropped (they are found
-        again). Returns the last frame replayed (start - 1 when nothing was stored).
+        an uninterrupted run. Objects its key frames found after the last stored frame are dropped (they
+        are found again). Returns the last frame replayed (start - 1 when nothing was stored).
         """
         tl = self._timeline
         assert tl is not None
-        last = tl["cursor"]
-        while last >= tl["start"] and not self.store.has(last):
+        last = tl.cursor
+        while last >= tl.start and not self.store.has(last):
             last -= 1
-        redone = [o.id for o in self.objects.values()
-                  if o.frame > last and (tl["mode"] == "auto" or o.frame in tl["keyframes"])]
-        for obj_id in redone:
-            del self.objects[obj_id]
-        self._next_id = max(self.objects, default=0) + 1
-        keyframes = [k for k in tl["keyframes"] if k <= last]
-        tl.update(cursor=last, keyframes=keyframes if tl["mode"] == "auto" else tl["keyframes"])
-        if last < tl["start"]:
-            return last
-        trk = self.tracker
-        for i, frame in self._frames(range(tl["start"], last + 1)):
-            ids = self.store.get(i)
-            if i == tl["start"]:
-                trk.reset()
-            elif i in keyframes:
-                trk.track(frame)
-            else:
-                trk.track(frame)
-                trk.update_memory(ids)
-                continue
-            trk.add_reference(frame, ids)
-        self._memory_live = True
+        self.registry.forget_after(last, set(tl.keyframes))
+        tl.keyframes = [k for k in tl.keyframes if k <= last]
+        tl.cursor = last
+        if last >= tl.start:
+            for _ in propagate(self.tracker, decoded(self._read, range(tl.start, last + 1)), start=tl.start,
+                               reference=self._stored, keyframes=set(tl.keyframes), memorise=self._stored,
+                               cancelled=self._cancel.is_set):
+                pass
+            self._memory_live = True
         return last
 
-    def resume(self, prompts: dict[int, list[dict]] | None = None, *, progress: Progress | None = None,
-               cancel: Callable[[], bool] | None = None) -> bool:
+    def _stored(self, index: int, _: np.ndarray | None) -> np.ndarray:
+        return self.store.get(index)
+
+    # ----------------------------------------------------------------- blocking wrappers
+    def _drain(self, results: Iterator[FrameResult], progress: Progress | None) -> None:
+        with closing(results):  # type: ignore[type-var]
+            for r in results:
+                if progress:
+                    st = self._status
+                    progress(st.done, st.total, {"frame": r.index, "objects": len(self.registry)})
+
+    def propagate(self, start: int, end: int | None = None, *, discover: bool = False,
+                  progress: Progress | None = None) -> None:
+        """:meth:`iter_propagate` forward, to the end."""
+        self._drain(self.iter_propagate(start, end, discover=discover), progress)
+
+    def propagate_backward(self, start: int, end: int = 0, *, objects: list[int] | None = None,
+                           progress: Progress | None = None) -> None:
+        """:meth:`iter_propagate` backward, to the end."""
+        self._drain(self.iter_propagate(start, end, "backward", objects=objects), progress)
+
+    def track_prompts(self, prompts: P.Prompts, end: int | None = None, *, discover: bool = False,
+                      categories: str | None = None, progress: Progress | None = None) -> None:
+        """Apply prompts on several frames and track, in one forward pass from the first prompt frame
+        (SAM-Track's key frames): on each prompt frame after the first, the tracked mask is computed, the
+        prompts are painted onto it and the result becomes a new reference, keeping the memory of the
+        frames before. With `discover`, segment-everything (or `categories`) adds new objects every
+        `sam_gap` frames as well."""
+        if not any(prompts.values()):
+            raise InputError("no prompts given")
+        start = min(f for f, items in prompts.items() if items)
+        self._drain(self.iter_propagate(start, end, discover=discover, prompts=prompts, categories=categories),
+                    progress)
+
+    def run_auto(self, end: int | None = None, *, categories: str | None = None,
+                 progress: Progress | None = None) -> None:
+        """:meth:`iter_auto`, to the end."""
+        self._drain(self.iter_auto(end, categories=categories), progress)
+
+    def resume(self, prompts: P.Prompts | None = None, *, progress: Progress | None = None) -> bool:
         """Continue the forward pass that was interrupted; False when there is nothing to continue.
 
         For a pass made by `track_prompts`, give the same `prompts`: those on frames the pass had not
@@ -584,60 +607,17 @@ class Session:
         tl = self._timeline
         if tl is None:
             return False
-        if tl["cursor"] >= len(self.source) - 1 and self.store.has(tl["cursor"]):
+        if tl.cursor >= len(self.source) - 1 and self.store.has(tl.cursor):
             return True  # the pass had finished
-        if tl["mode"] == "auto":
-            self.run_auto(progress=progress, cancel=cancel)
+        if tl.mode == "auto":
+            self.run_auto(progress=progress)
             return True
         last = self._replay()
-        if last < tl["start"]:
+        if last < tl.start:
             return False
-        later = {f: p for f, p in (prompts or {}).items() if f > last}
-        self._forward(last + 1, len(self.source) - 1, {f: self._prompt_keyframe(later) for f in later},
-                      progress, cancel)
+        later = {f: items for f, items in (prompts or {}).items() if f > last}
+        self._drain(self._run(last + 1, len(self.source) - 1, later), progress)
         return True
-
-    def propagate_backward(self, start: int, end: int = 0, *, objects: list[int] | None = None,
-                           progress: Progress | None = None, cancel: Callable[[], bool] | None = None) -> None:
-        """Track objects from frame `start` towards frame `end` (< start), filling earlier frames.
-
-        By default the objects added on frame `start` are carried back; earlier frames keep every pixel
-        they already hold and gain the carried objects only where they hold background.
-        """
-        start = self._check_frame(start)
-        end = self._check_frame(end)
-        if end >= start:
-            raise InputError(f"backward propagation needs end < start, got start {start}, end {end}")
-        chosen = objects if objects is not None else [o.id for o in self.objects.values() if o.frame == start]
-        unknown = [o for o in chosen if o not in self.objects]
-        if unknown:
-            raise InputError(f"unknown object ids {unknown}")
-        ref = self.mask(start)
-        ref = np.where(np.isin(ref, chosen), ref, 0).astype(np.uint8)
-        if not ref.any():
-            raise InputError(f"none of the objects {chosen or '(none given)'} is on frame {start}")
-        t0 = time.perf_counter()
-        self._timeline = None
-        self._memory_live = False
-        self.tracker.reset()
-        self.tracker.add_reference(self.source[start], ref)
-        total = start - end
-        try:
-            for done, (i, frame) in enumerate(self._frames(range(start - 1, end - 1, -1)), 1):
-                if cancel is not None and cancel():
-                    break
-                carried = self.tracker.track(frame)
-                # Only the carried objects: the tracker sees no others, but ids below them are open slots.
-                carried = np.where(np.isin(carried, chosen), carried, 0).astype(np.uint8)
-                self.tracker.update_memory(carried)
-                ids = self.mask(i).copy()
-                np.copyto(ids, carried, where=(ids == 0) & (carried > 0))
-                self.store.put(i, ids)
-                if progress:
-                    progress(done, total, {"frame": i, "objects": len(self.objects)})
-        finally:
-            self._checkpoint()
-            self._add_time("track", time.perf_counter() - t0)
 
     # ----------------------------------------------------------------- state, outputs
     def _add_time(self, stage: str, seconds: float) -> None:
@@ -653,9 +633,8 @@ class Session:
             "source": str(self.source.path),
             "frames": len(self.source),
             "settings": self.settings.to_dict(),
-            "objects": {str(k): asdict(v) for k, v in self.objects.items()},
-            "next_id": self._next_id,
-            "timeline": self._timeline,
+            **self.registry.to_dict(),
+            "timeline": None if self._timeline is None else self._timeline.to_dict(),
         }
         with atomic_path(self.out_dir / SESSION_FILE) as tmp:
             tmp.write_text(json.dumps(state, indent=1))
@@ -663,16 +642,16 @@ class Session:
     def _load_state(self, path: Path) -> None:
         try:
             state = json.loads(path.read_text())
-            objects = {int(k): TrackedObject(**v) for k, v in state["objects"].items()}
-        except (ValueError, KeyError, TypeError) as exc:
+            self.registry.load_dict(state)
+            timeline = Timeline.from_dict(state.get("timeline"))
+        except (ValueError, KeyError, TypeError, InputError) as exc:
             raise InputError(f"{path} is not a samtrack session file ({exc})") from exc
         if state.get("frames") != len(self.source):
             raise InputError(f"{path} belongs to a run over {state.get('frames')} frames, but the input has "
                              f"{len(self.source)}: resume with the same input")
         self.settings = Settings.from_dict(state.get("settings", {}))
-        self.objects = objects
-        self._next_id = int(state.get("next_id", max(objects, default=0) + 1))
-        self._timeline = state.get("timeline")
+        self.registry.max_obj_num = self.settings.max_obj_num
+        self._timeline = timeline
 
     def finalize(self, *, video: bool = True, gif: bool = True, timings: dict | None = None,
                  progress: bool = True) -> dict[str, Path]:
@@ -680,19 +659,25 @@ class Session:
 
         Frames that hold no mask yet (before the first prompt, after `end`) get an empty one.
         """
-        empty = np.zeros((self.source.height, self.source.width), dtype=np.uint8)
-        for i in range(len(self.source)):
-            if not self.store.has(i):
-                self.store.put(i, empty)
-        self._checkpoint()
-        s = self.settings
-        objects = {k: {"label": o.label, "prompt": o.prompt, "added_on_frame": o.frame}
-                   for k, o in self.objects.items()}
-        models = {"segmenter": s.segmenter, "tracker": s.tracker, "tracker_checkpoint": s.tracker_checkpoint,
-                  "device": s.device}
-        return self.run.finalize(objects, s.to_dict(), models, {**self.timings, **(timings or {})},
-                                 video=video, gif=gif, progress=progress)
+        with self._lock:
+            self._idle()
+            empty = np.zeros((self.source.height, self.source.width), dtype=np.uint8)
+            for i in range(len(self.source)):
+                if not self.store.has(i):
+                    self.store.put(i, empty)
+            self._checkpoint()
+            s = self.settings
+            models = {"segmenter": s.segmenter, "tracker": s.tracker, "tracker_checkpoint": s.tracker_checkpoint,
+                      "device": s.device}
+            return self.run.finalize(self.registry.summary(), s.to_dict(), models, {**self.timings, **(timings or {})},
+                                     video=video, gif=gif, progress=progress)
 
     def close(self) -> None:
-        self._checkpoint()
-        self.store.close()
+        """Save the state, finish writing masks and close the frame source. Idempotent."""
+        if self._status.state == "closed":
+            return
+        with self._lock:
+            self._checkpoint()
+            self.store.close()
+            self.source.close()
+            self._status = Status("closed", self._status.frame, self._status.done, self._status.total)

@@ -27,7 +27,8 @@ class Settings:
     tracker: str = "r50-deaotl"
     tracker_checkpoint: str | None = None
     device: str = "cpu"
-    dtype: str = "float32"
+    dtype: str = "float32"  # segmenter precision
+    precision: str = "fp32"  # tracker precision: fp32, bf16 or fp16
     # text and audio grounding (SAM-Track's detector / audio defaults)
     detector: str = "grounding-dino-tiny"
     box_threshold: float = 0.25

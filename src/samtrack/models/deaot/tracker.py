@@ -16,15 +16,22 @@ import torch
 import torch.nn.functional as F
 
 from samtrack.errors import InputError, ModelError
-from samtrack.models.common import check_frame, check_id_mask, keep_freed_cpu_memory, resolve_device
+from samtrack.models.common import (
+    autocast,
+    check_frame,
+    check_id_mask,
+    check_precision,
+    keep_freed_cpu_memory,
+    resolve_device,
+)
 from samtrack.models.deaot.checkpoint import load_checkpoint
 from samtrack.models.deaot.config import VariantConfig, get_variant
 from samtrack.models.deaot.engine import Engine
 from samtrack.models.deaot.network import AOTNetwork
 from samtrack.models.deaot.preprocess import normalize, resize_frame, resize_mask, target_size
+from samtrack.models.propagator import TrackerWeights
 
 MAX_OBJECTS = 255
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def merge_logits(all_logits: list[torch.Tensor]) -> torch.Tensor:
@@ -54,29 +61,38 @@ def channel_argmax(logits: torch.Tensor) -> torch.Tensor:
     return labels
 
 
+def prepare_network(network: AOTNetwork, device: torch.device) -> AOTNetwork:
+    """Make a network with loaded weights ready for inference on ``device``, in place (eval mode,
+    batch norms folded). Idempotent, so trackers sharing one network can each call it."""
+    if getattr(network, "prepared_for", None) != device:
+        if device.type == "cpu":
+            keep_freed_cpu_memory()
+        network.fold_batch_norms()
+        network.to(device).eval()
+        network.prepared_for = device
+    return network
+
+
 class DeAOTTracker:
-    """Propagates an id mask through a video: ``add_reference``, ``track``, ``update_memory``, ``reset``.
+    """Propagates an id mask through a video: ``add_reference``, ``track``, ``update_memory``, ``reset``
+    (the :class:`samtrack.models.propagator.Propagator` protocol).
 
     Frames are RGB ``uint8`` ``H x W x 3``; id masks ``uint8`` ``H x W`` (0 = background).
     The tracker prepares ``network`` for inference in place (eval mode, batch norms folded), so
-    load its weights before handing it over.
+    load its weights before handing it over. The network holds no per-video state: several trackers
+    (one per video) may share it.
     """
 
     def __init__(self, network: AOTNetwork, device: str | torch.device = "cpu", long_term_mem_gap: int = 9999,
                  max_len_long_term: int = 9999, precision: str = "fp32") -> None:
         if long_term_mem_gap < 1 or max_len_long_term < 1:
             raise InputError("long_term_mem_gap and max_len_long_term must be at least 1")
-        if precision not in PRECISIONS:
-            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        self.precision = check_precision(precision)
         self.device = resolve_device(device)
-        if self.device.type == "cpu":
-            keep_freed_cpu_memory()
-        network.fold_batch_norms()  # in place: the tracker owns the network from here on
-        self.net = network.to(self.device).eval()
+        self.net = prepare_network(network, self.device)
         self.cfg: VariantConfig = network.cfg
         self.long_term_mem_gap = long_term_mem_gap
         self.max_len_long_term = max_len_long_term
-        self.precision = precision
         self.engines: list[Engine] = []
         self.obj_nums = 0
         self.frame_size: tuple[int, int] | None = None
@@ -98,10 +114,7 @@ class DeAOTTracker:
         self._last_frame = self._last_enc = None
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return autocast(self.device, self.precision)
 
     def _encode(self, frame: np.ndarray) -> list[torch.Tensor]:
         """Encoder features of a frame; the last frame's are reused (a keyframe is tracked, then referenced)."""
@@ -195,19 +208,10 @@ class DeAOTTracker:
                 engine.update_memory(part)
 
 
-def load_tracker(name: str = "r50-deaotl", checkpoint: str | Path | None = None, device: str = "cpu",
-                 long_term_mem_gap: int = 9999, max_len_long_term: int = 9999,
-                 precision: str = "fp32") -> DeAOTTracker:
-    """Build a DeAOT/AOT tracker from an official checkpoint.
-
-    Args:
-        name: tracker model (``r50-deaotl``, ``deaot-t``, ... or official spellings like ``r50_deaotl``).
-        checkpoint: path to the official ``.pth`` file; None takes the registry's cached copy.
-        device: torch device.
-        long_term_mem_gap: frames between long-term memory insertions (SAM-Track default 9999).
-        max_len_long_term: most frames kept in the long-term memory (oldest dropped).
-        precision: ``fp32`` (exact), or ``bf16`` / ``fp16`` autocast for speed.
-    """
+def load_deaot_weights(name: str = "r50-deaotl", checkpoint: str | Path | None = None, device: str = "cpu",
+                       precision: str = "fp32") -> TrackerWeights:
+    """A DeAOT/AOT network loaded from an official checkpoint and prepared for inference, to share."""
+    check_precision(precision)
     cfg = get_variant(name)
     if checkpoint is None:
         from samtrack.models.registry import resolve_file
@@ -216,6 +220,8 @@ def load_tracker(name: str = "r50-deaotl", checkpoint: str | Path | None = None,
     network = AOTNetwork(cfg)
     load_checkpoint(network, checkpoint)
     try:
-        return DeAOTTracker(network, device, long_term_mem_gap, max_len_long_term, precision)
+        dev = resolve_device(device)
+        prepare_network(network, dev)
     except (RuntimeError, AssertionError) as exc:  # e.g. an unavailable CUDA device
         raise ModelError(f"cannot put the tracker on device {device!r}: {exc}") from exc
+    return TrackerWeights("deaot", cfg.name, str(dev), precision, network)

@@ -1,6 +1,6 @@
-"""SAM 2.1 and EdgeTAM video propagators (transformers), and `load_propagator` for every tracker."""
+"""SAM 2.1 and EdgeTAM video propagators (transformers); load them with `samtrack.models.propagator`."""
 
-from samtrack.models.sam2video.loading import is_sam2_video, load_propagator, load_sam2_video
+from samtrack.models.sam2video.loading import load_sam2_video_model
 from samtrack.models.sam2video.propagator import Sam2VideoPropagator
 
-__all__ = ["Sam2VideoPropagator", "is_sam2_video", "load_propagator", "load_sam2_video"]
+__all__ = ["Sam2VideoPropagator", "load_sam2_video_model"]

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from samtrack.errors import InputError
-from samtrack.models.common import check_frame, check_id_mask, resolve_device
+from samtrack.models.common import autocast, check_frame, check_id_mask, check_precision, resolve_device
 from samtrack.models.sam2video import steps
 from samtrack.models.sam2video.memory import MemoryFrame, ObjectMemory
 from samtrack.models.sam2video.steps import NO_OBJECT_LOGIT, Decoded, FrameFeatures, VideoModel
@@ -62,7 +62,8 @@ class Sam2VideoPropagator:
     """
 
     def __init__(self, model: VideoModel, processor: object, device: str | torch.device = "cpu",
-                 num_memory_frames: int | None = None, max_conditioning_frames: int = 4) -> None:
+                 num_memory_frames: int | None = None, max_conditioning_frames: int = 4,
+                 precision: str = "fp32") -> None:
         most = model.num_maskmem - 1
         num_memory_frames = most if num_memory_frames is None else num_memory_frames
         if not 0 <= num_memory_frames <= most:
@@ -71,7 +72,8 @@ class Sam2VideoPropagator:
         if max_conditioning_frames < 1:
             raise InputError(f"max_conditioning_frames must be at least 1, got {max_conditioning_frames}")
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
+        self.precision = check_precision(precision)
+        self.model = model.to(self.device).eval()  # no-op for weights already there (shared models)
         self.processor = processor
         self.num_memory_frames = num_memory_frames
         self.max_conditioning_frames = max_conditioning_frames
@@ -175,9 +177,10 @@ class Sam2VideoPropagator:
         if not self._objects:
             raise InputError("add_reference must be called with a first frame and its id mask before track")
         check_frame(frame, self.frame_size)
-        pending = self._pending if self._reusable(frame) else self._advance(frame)
-        if pending.decoded is None:
-            self._predict(pending)
+        with autocast(self.device, self.precision):
+            pending = self._pending if self._reusable(frame) else self._advance(frame)
+            if pending.decoded is None:
+                self._predict(pending)
         if not return_logits:
             return pending.labels.copy()
         out = np.full((max(pending.ids) + 1, *self.frame_size), NO_OBJECT_LOGIT, dtype=np.float32)
@@ -227,10 +230,11 @@ class Sam2VideoPropagator:
             raise InputError("the reference id mask holds no object (all pixels are 0); draw or pick an object first")
         if self.frame_size is None:
             self.frame_size = frame.shape[:2]
-        pending = self._pending if self._reusable(frame) else self._advance(frame)
-        if self._objects and pending.decoded is None:
-            self._predict(pending)
-        self._commit(id_mask, [oid for oid in present if oid not in self._objects], conditioning=True)
+        with autocast(self.device, self.precision):
+            pending = self._pending if self._reusable(frame) else self._advance(frame)
+            if self._objects and pending.decoded is None:
+                self._predict(pending)
+            self._commit(id_mask, [oid for oid in present if oid not in self._objects], conditioning=True)
 
     @torch.inference_mode()
     def update_memory(self, id_mask: np.ndarray) -> None:
@@ -242,4 +246,5 @@ class Sam2VideoPropagator:
         unknown = sorted({int(i) for i in np.unique(id_mask) if i} - set(self._objects))
         if unknown:
             raise InputError(f"id mask holds ids {unknown} that are not tracked; add new objects with add_reference")
-        self._commit(id_mask, [], conditioning=False)
+        with autocast(self.device, self.precision):
+            self._commit(id_mask, [], conditioning=False)
