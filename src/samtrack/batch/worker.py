@@ -56,7 +56,7 @@ class WorkerModels:
     def session_kwargs(self, job: Any) -> dict[str, Any]:
         """segmenter/tracker/detector keyword arguments of `Session` for what `job` needs."""
         from samtrack.models.grounding import Detector
-        from samtrack.models.sam2video.loading import load_propagator
+        from samtrack.models.propagator import load_propagator
         from samtrack.models.segmenter import Segmenter
 
         s = job.settings
