@@ -39,8 +39,10 @@ class Propagator(Protocol):
       An object already tracked is re-referenced: the given mask replaces the tracker's own belief on
       this frame and becomes a lasting memory (a reference, not an ordinary tracked frame). If the
       frame was just passed to ``track`` (a key frame: tracked, corrected, then referenced), it counts
-      as one frame, not two. An id mask with no object at all is allowed: nothing is tracked until a
-      later reference brings objects (``track`` then returns all zeros).
+      as one frame, not two. A first reference with no object at all (a black first frame, automatic
+      mode that finds nothing) is allowed by DeAOT/AOT: nothing is tracked (``track`` returns zeros)
+      until a later reference brings objects, which then get a full reference as SAM-Track's engine
+      gives them; SAM 2.1 / EdgeTAM refuse it (InputError), having no memory to start from.
     - ``track(frame) -> id_mask``: the next frame's ids; the memory is NOT updated. Only ids that were
       referenced can appear. With ``return_logits=True`` also float32 logits ``(C, H, W)`` at the frame's
       size whose argmax over channels is the returned mask: channel 0 is the background, channel ``i``

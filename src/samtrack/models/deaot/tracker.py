@@ -143,6 +143,10 @@ class DeAOTTracker:
         return parts
 
     def _engine_obj_nums(self) -> list[int]:
+        """Each engine's object count (the official ``separate_mask``): one engine counts every object,
+        even none (then it tracks nothing until a later reference brings objects)."""
+        if len(self.engines) == 1:
+            return [self.obj_nums]
         counts = [self.max_obj_per_engine] * len(self.engines)
         if self.obj_nums % self.max_obj_per_engine:
             counts[-1] = self.obj_nums % self.max_obj_per_engine
