@@ -11,6 +11,7 @@ from transformers import SamConfig, SamModel
 
 import samtrack
 from samtrack import ClickState, InputError, ModelError, Segmenter
+from samtrack.models.sam.backends import plain_grid_decoder
 from samtrack.models.sam.everything import MaskRecord, merge_masks
 
 
@@ -233,6 +234,20 @@ def test_everything_returns_sam_track_id_mask(seg, frames):
     assert ids.dtype == np.uint8 and ids.shape == frames[0].shape[:2]
     present = np.unique(ids[ids > 0])
     np.testing.assert_array_equal(present, np.arange(1, len(present) + 1))
+
+
+@pytest.mark.parametrize("min_iou", [None, 0.0])
+def test_grid_decoder_equals_the_model_decoder(seg, frames, min_iou):
+    """Segment-everything's decoder (image-side work shared by all prompts) gives the model's own outputs."""
+    embedding = seg.model.embed([frames[0]])
+    points = seg.model.to_model_coords(torch.rand(40, 2, generator=torch.Generator().manual_seed(0))
+                                       * torch.tensor([214.0, 120.0]), embedding)
+    logits, iou, keep = seg.model.grid_decoder(embedding)(points, min_iou)
+    ref_logits, ref_iou, ref_keep = plain_grid_decoder(seg.model, embedding)(points, min_iou)
+    assert keep.shape == (40, 3) and 0 < int(keep.sum()) <= 120
+    torch.testing.assert_close(keep, ref_keep)
+    torch.testing.assert_close(iou, ref_iou, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-4, atol=1e-4 * float(ref_logits.abs().max()))
 
 
 def _record(mask: np.ndarray) -> MaskRecord:

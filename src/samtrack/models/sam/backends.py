@@ -8,6 +8,7 @@ coordinates map into model coordinates and how low-resolution logits go back to 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
+
+from samtrack.models.sam.grid_decoder import GridDecoder
+
+# Point prompts decoded at once by the grid decoder's mask upscaling (bounds its working memory).
+UPSCALE_CHUNK = 8
+
+# A grid decoder: (points (P, 2) in model coordinates, IoU threshold or None) ->
+# (logits (K, h, w) and IoUs (K,) of the kept outputs in prompt-major order, keep mask (P, K_per_prompt)).
+GridDecode = Callable[[torch.Tensor, float | None], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 # Mask prompts given as binary masks become logits of +/-10 (the scale SAM 2 uses for mask inputs).
 MASK_PROMPT_LOGIT = 10.0
@@ -127,6 +137,33 @@ class PromptModel:
     def _embedding_kwargs(self, embedding: Embedding) -> dict[str, Any]:
         return {"image_embeddings": embedding.features[0]}
 
+    def grid_decoder(self, embedding: Embedding) -> GridDecode:
+        """Decode segment-everything's single positive points on one image (multimask), keeping outputs
+        whose predicted IoU exceeds the threshold (all of them for None).
+
+        SAM's decoder does the prompt-independent work once per image (see ``grid_decoder.py``) and
+        computes masks only for prompts with a kept output.
+        """
+        fast = GridDecoder(self.model, embedding.features[0])
+
+        @torch.inference_mode()
+        def decode(points: torch.Tensor, min_iou: float | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            xy = points[None, :, None, :].to(self.device, self.dtype)
+            labels = torch.ones(xy.shape[:-1], dtype=torch.int64, device=self.device)
+            sparse, _ = self.model.prompt_encoder(xy, labels, None, None)
+            tokens, keys = fast.tokens(sparse[0])
+            iou = fast.iou(tokens).float()
+            keep = torch.ones_like(iou, dtype=torch.bool) if min_iou is None else iou > min_iou
+            wanted = keep.any(1).nonzero()[:, 0]
+            logits = [
+                fast.masks(tokens[rows], keys[rows]).float()[keep[rows]]
+                for rows in wanted.split(UPSCALE_CHUNK)
+            ]
+            empty = iou.new_zeros(0, *self.mask_input_size)
+            return torch.cat(logits) if logits else empty, iou[keep], keep
+
+        return decode
+
     def upscale(self, logits: torch.Tensor, embedding: Embedding) -> torch.Tensor:
         """Low-resolution logits (..., 256, 256) of one image to its original size (float logits)."""
         shape = logits.shape
@@ -148,10 +185,22 @@ class PromptModel:
         return torch.where(m > 0.5, MASK_PROMPT_LOGIT, -MASK_PROMPT_LOGIT)
 
 
+def plain_grid_decoder(model: PromptModel, embedding: Embedding) -> GridDecode:
+    """A grid decoder through the model's own forward pass (families without a specialised one)."""
+
+    def decode(points: torch.Tensor, min_iou: float | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        logits, iou = model.decode(embedding, points[:, None, :], torch.ones(len(points), 1))
+        keep = torch.ones_like(iou, dtype=torch.bool) if min_iou is None else iou > min_iou
+        return logits[keep], iou[keep], keep
+
+    return decode
+
+
 class SamHQPromptModel(PromptModel):
     """SAM-HQ: the decoder also consumes early ViT features (intermediate embeddings)."""
 
     family = "sam-hq"
+    grid_decoder = plain_grid_decoder
 
     def _encode(self, pixels: torch.Tensor) -> tuple[Any, ...]:
         image_embeddings, intermediate = self.model.get_image_embeddings(pixels)
@@ -165,6 +214,7 @@ class Sam2PromptModel(PromptModel):
     """SAM 2.1 and EdgeTAM image models: square 1024 input (no aspect-preserving pad), FPN features."""
 
     family = "sam2"
+    grid_decoder = plain_grid_decoder
 
     def _input_sizes(self, inputs: Any, originals: list[tuple[int, int]]) -> list[tuple[int, int]]:
         side = int(inputs["pixel_values"].shape[-1])

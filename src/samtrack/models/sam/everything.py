@@ -158,17 +158,13 @@ def _process_crop(
     crop_h, crop_w = y1 - y0, x1 - x0
     points = torch.from_numpy(grid * np.array([crop_w, crop_h]))
     found = _Candidates()
+    decode = model.grid_decoder(embedding)
+    min_iou = opts.pred_iou_thresh if opts.pred_iou_thresh > 0 else None
     for start in range(0, len(points), opts.points_per_batch):
         batch = points[start : start + opts.points_per_batch]
-        logits, iou = model.decode(
-            embedding, model.to_model_coords(batch[:, None, :], embedding), torch.ones(len(batch), 1)
-        )
-        k = logits.shape[1]
-        logits, iou = logits.flatten(0, 1), iou.flatten(0, 1)
-        batch_points = batch.repeat_interleave(k, 0)
-        keep = iou > opts.pred_iou_thresh if opts.pred_iou_thresh > 0 else torch.ones_like(iou, dtype=torch.bool)
-        # Only the survivors of the IoU filter are upscaled: it does not depend on the mask pixels.
-        logits, iou, batch_points = logits[keep], iou[keep], batch_points[keep.cpu()]
+        # Only the survivors of the IoU filter are decoded to masks and upscaled: IoU comes first.
+        logits, iou, keep = decode(model.to_model_coords(batch, embedding), min_iou)
+        batch_points = batch.repeat_interleave(keep.shape[1], 0)[keep.flatten().cpu()]
         full = model.upscale(logits, embedding)
         stability = stability_score(full, opts.stability_score_offset)
         keep = stability >= opts.stability_score_thresh
