@@ -47,7 +47,6 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def add_options(p: argparse.ArgumentParser) -> None:
     """Every option of a track job but its input and output (`samtrack batch` takes them all)."""
-    d = Settings()
     mode = p.add_argument_group("what to track (give --auto, or prompts)")
     mode.add_argument("--auto", action="store_true",
                       help="SAM-Track's automatic mode: segment everything on frame 0 and every --sam-gap frames, "
@@ -71,6 +70,16 @@ def add_options(p: argparse.ArgumentParser) -> None:
                            "mask: PNG path}")
     mode.add_argument("--backward", action="store_true",
                       help="also carry objects added after frame 0 back towards frame 0")
+    add_model_options(p)
+    out = p.add_argument_group("outputs")
+    out.add_argument("--end", type=int, default=None, help="last frame to track (default: the last)")
+    out.add_argument("--no-video", action="store_true", help="skip overlay.mp4")
+    out.add_argument("--no-gif", action="store_true", help="skip overlay.gif")
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """The model and SAM-Track parameter options (`samtrack app` takes them too)."""
+    d = Settings()
     models = p.add_argument_group("models")
     models.add_argument("--segmenter", default=d.segmenter, help="segmenter name (see `samtrack models`) or path")
     models.add_argument("--tracker", default=d.tracker,
@@ -105,16 +114,17 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    help="SAM 2.1 / EdgeTAM: recent frames kept in each object's memory (default: the model's 6)")
     s.add_argument("--max-conditioning-frames", type=int, default=d.max_conditioning_frames,
                    help="SAM 2.1 / EdgeTAM: most prompted frames kept per object (its first is always kept)")
-    out = p.add_argument_group("outputs")
-    out.add_argument("--end", type=int, default=None, help="last frame to track (default: the last)")
-    out.add_argument("--no-video", action="store_true", help="skip overlay.mp4")
-    out.add_argument("--no-gif", action="store_true", help="skip overlay.gif")
 
 
 SETTINGS = ("sam_gap", "min_area", "max_obj_num", "min_new_obj_iou", "points_per_side", "pred_iou_thresh",
             "stability_score_thresh", "long_term_mem_gap", "max_len_long_term", "segmenter", "tracker",
             "device", "dtype", "detector", "audio_model", "box_threshold", "text_threshold", "box_size_threshold",
             "label_num", "audio_threshold", "num_memory_frames", "max_conditioning_frames")
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The session settings the options of `add_model_options` give."""
+    return Settings(**{k: getattr(args, k) for k in SETTINGS}, tracker_checkpoint=args.checkpoint)
 
 
 def job_from_args(args: argparse.Namespace) -> TrackJob:
@@ -131,7 +141,7 @@ def job_from_args(args: argparse.Namespace) -> TrackJob:
         prompts = {}
     if not args.auto and not prompts and not args.resume and not args.audio:
         raise InputError("nothing to track: give --auto, --audio, or prompts with --click/--box/--text/--prompts")
-    settings = Settings(**{k: getattr(args, k) for k in SETTINGS}, tracker_checkpoint=args.checkpoint)
+    settings = settings_from_args(args)
     return TrackJob(str(args.input), str(args.out), settings, prompts, auto=args.auto, categories=categories,
                     audio=args.audio, backward=args.backward, end=args.end, video=not args.no_video,
                     gif=not args.no_gif, resume=args.resume)

@@ -1,0 +1,190 @@
+"""The page: Gradio 6 blocks wired to `Handlers`, with named API endpoints.
+
+    demo = build_app(AppConfig(settings=Settings(...)))
+    demo.queue().launch(server_name="127.0.0.1")
+
+Heavy work (propagation, segment everything, text, audio, outputs) shares one queue slot across all
+users (`concurrency_id="heavy"`); clicks and navigation run on their own slots, so they stay responsive
+while another tab tracks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from samtrack.app.handlers import NEW_OBJECT, Handlers
+from samtrack.app.workspace import AppConfig
+from samtrack.models import registry
+from samtrack.tracking.settings import Settings
+
+HEAVY = {"concurrency_id": "heavy", "concurrency_limit": 1}
+LIGHT = {"concurrency_id": "light", "concurrency_limit": 4}
+CSS = """
+.samtrack-objects {width: 100%; border-collapse: collapse}
+.samtrack-objects td, .samtrack-objects th {padding: 2px 8px; text-align: left}
+.samtrack-selected {font-weight: bold; outline: 2px solid var(--color-accent)}
+"""
+
+
+def missing_weights(settings: Settings) -> list[str]:
+    """Models the settings name whose weights are neither a local path nor in the cache."""
+    wanted = [(settings.segmenter, "segmenter"),
+              (settings.tracker_checkpoint or settings.tracker, "tracker")]
+    missing = []
+    for name, kind in wanted:
+        if Path(name).expanduser().exists():
+            continue
+        spec = registry.find_spec(name)
+        if spec is None or not registry.is_cached(spec):
+            missing.append(name if spec is None else spec.name)
+    return missing
+
+
+def weights_banner(settings: Settings) -> str:
+    missing = missing_weights(settings)
+    if not missing:
+        return ""
+    return (f"**Weights missing:** {', '.join(missing)}. Prompts and tracking need them: fetch them with "
+            f"`samtrack download {' '.join(missing)}` on a machine with internet access (or pass local paths "
+            "with `--segmenter` / `--checkpoint`), then restart `samtrack app`.")
+
+
+def tracker_choices(current: str) -> list[str]:
+    names = [s.name for s in registry.list_specs("tracker")]
+    names += [s.name for s in registry.list_specs("segmenter") if s.name.startswith(("sam2", "edgetam"))]
+    return names if current in names else [current, *names]
+
+
+def build_app(config: AppConfig | None = None, models: Any = None) -> gr.Blocks:
+    """The app's page. `models`: a shared ModelPool (default: a new one for this app)."""
+    config = config or AppConfig()
+    if models is None:
+        from samtrack.models.pool import ModelPool
+
+        models = ModelPool()
+    h = Handlers(config, models)
+    d = config.settings
+    with gr.Blocks(title="samtrack", delete_cache=(1800, 3600)) as demo:
+        demo.handlers = h  # for tests and the command (shutdown)
+        gr.Markdown("## samtrack — segment and track anything\nUpload a video, click on objects, track them, "
+                    "fix any frame and track again, download the masks.")
+        gr.Markdown(weights_banner(d), elem_id="weights")
+        with gr.Row():
+            with gr.Column(scale=3):
+                image = gr.Image(label="Frame (click to prompt)", type="numpy", format="jpeg",
+                                 interactive=False, elem_id="frame", buttons=[])
+                with gr.Row():
+                    prev_btn = gr.Button("◀ Previous", size="sm", elem_id="prev")
+                    slider = gr.Slider(0, 1, value=0, step=1, label="Frame", elem_id="slider", scale=4)
+                    next_btn = gr.Button("Next ▶", size="sm", elem_id="next")
+                mode = gr.Radio(["Positive click", "Negative click", "Box"], value="Positive click",
+                                label="Click adds", elem_id="mode")
+                with gr.Row():
+                    new_btn = gr.Button("New object", elem_id="new-object")
+                    undo_btn = gr.Button("Undo", elem_id="undo")
+                    redo_btn = gr.Button("Redo", elem_id="redo")
+                status = gr.Markdown("Open a video to start.", elem_id="status")
+            with gr.Column(scale=2):
+                with gr.Tab("Video"):
+                    upload = gr.File(label="Video (mp4, mov, avi, mkv, webm) or zip of frames",
+                                     file_types=[".mp4", ".mov", ".avi", ".mkv", ".webm", ".zip"],
+                                     type="filepath", elem_id="upload")
+                    fps = gr.Number(value=30, label="Frames per second (zip of frames)", minimum=1)
+                    example_btn = gr.Button("Load the example clip", elem_id="example")
+                with gr.Tab("Objects"):
+                    objects = gr.HTML(elem_id="objects")
+                    selector = gr.Dropdown([("New object", NEW_OBJECT)], value=NEW_OBJECT,
+                                           label="Prompts make or refine", elem_id="selector")
+                    with gr.Row():
+                        label = gr.Textbox(label="Label", scale=3)
+                        relabel_btn = gr.Button("Relabel", scale=1)
+                    delete_btn = gr.Button("Delete selected object", variant="stop")
+                with gr.Tab("Brush"):
+                    brush_load = gr.Button("Brush on this frame")
+                    editor = gr.ImageEditor(type="numpy", layers=False, transforms=(), label="Paint over the object",
+                                            brush=gr.Brush(colors=["#ff3030"], default_size=12))
+                    brush_btn = gr.Button("Use the stroke")
+                with gr.Tab("Everything"):
+                    everything_btn = gr.Button("Segment everything on this frame")
+                    keep = gr.CheckboxGroup([], label="New segments (untick to drop)")
+                    keep_btn = gr.Button("Apply")
+                with gr.Tab("Text"):
+                    caption = gr.Textbox(label="Caption", placeholder="swan. duck")
+                    box_thr = gr.Slider(0, 1, value=d.box_threshold, step=0.01, label="Box threshold")
+                    text_thr = gr.Slider(0, 1, value=d.text_threshold, step=0.01, label="Text threshold")
+                    text_btn = gr.Button("Find")
+                with gr.Tab("Audio"):
+                    listen_btn = gr.Button("Listen to the soundtrack")
+                    sound = gr.Radio([], label="Sounds (AudioSet label, probability)")
+                    ground_btn = gr.Button("Find what makes this sound")
+                with gr.Tab("Settings"):
+                    panel = [
+                        gr.Dropdown(tracker_choices(d.tracker), value=d.tracker, label="Tracker",
+                                    allow_custom_value=True),
+                        gr.Number(d.sam_gap, label="sam_gap (discovery every N frames)", precision=0, minimum=1),
+                        gr.Number(d.points_per_side, label="points_per_side", precision=0, minimum=1),
+                        gr.Number(d.max_obj_num, label="max_obj_num", precision=0, minimum=1, maximum=255),
+                        gr.Number(d.min_area, label="min_area", precision=0, minimum=0),
+                        gr.Number(d.min_new_obj_iou, label="min_new_obj_iou", minimum=0, maximum=1),
+                        gr.Number(d.long_term_mem_gap, label="long_term_mem_gap", precision=0, minimum=1),
+                        gr.Number(d.max_len_long_term, label="max_len_long_term", precision=0, minimum=1),
+                        gr.Radio(["float32", "bfloat16", "float16"], value=d.dtype, label="Precision"),
+                    ]
+                    settings_btn = gr.Button("Apply settings")
+                with gr.Tab("Track", elem_id="track-tab"):
+                    direction = gr.Radio(["forward", "backward"], value="forward", label="Direction",
+                                         elem_id="direction")
+                    end = gr.Number(-1, label="Last frame (-1: to the end)", precision=0, elem_id="end")
+                    discover = gr.Checkbox(False, label="Discover new objects every sam_gap frames")
+                    with gr.Row():
+                        track_btn = gr.Button("Track", variant="primary", elem_id="track")
+                        stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+                with gr.Tab("Outputs", elem_id="outputs-tab"):
+                    outputs_btn = gr.Button("Make outputs", elem_id="make-outputs")
+                    video = gr.Video(label="Overlay", interactive=False)
+                    files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="files")
+
+        view = [image, slider, objects, selector, status]
+        quiet = {"show_progress_on": [status]}
+        upload.upload(h.open_video, [upload, fps], view, api_name="open_video", **quiet, **HEAVY)
+        example_btn.click(h.open_example, None, view, api_name="open_example", **quiet, **HEAVY)
+        slider.release(h.goto, [slider], view, api_name="goto", **quiet, **LIGHT)
+        prev_btn.click(h.previous, None, view, api_visibility="private", **quiet, **LIGHT)
+        next_btn.click(h.next, None, view, api_visibility="private", **quiet, **LIGHT)
+        image.select(h.click, [mode], view, api_visibility="private", **quiet, **LIGHT)
+        new_btn.click(h.new_object, None, view, api_visibility="private", **quiet, **LIGHT)
+        undo_btn.click(h.undo, None, view, api_name="undo", **quiet, **LIGHT)
+        redo_btn.click(h.redo, None, view, api_name="redo", **quiet, **LIGHT)
+        selector.input(h.select_object, [selector], view, api_name="select_object", **quiet, **LIGHT)
+        relabel_btn.click(h.relabel, [label], view, api_name="relabel", **quiet, **LIGHT)
+        delete_btn.click(h.delete, None, view, api_name="delete_object", **quiet, **LIGHT)
+        brush_load.click(h.brush_frame, None, editor, api_visibility="private", **LIGHT)
+        brush_btn.click(h.brush, [editor], view, api_visibility="private", **quiet, **LIGHT)
+        everything_btn.click(h.everything, None, [*view, keep], api_name="segment_everything", **quiet, **HEAVY)
+        keep_btn.click(h.keep_segments, [keep], [*view, keep], api_name="keep_segments", **quiet, **LIGHT)
+        text_btn.click(h.text, [caption, box_thr, text_thr], view, api_name="add_text", **quiet, **HEAVY)
+        listen_btn.click(h.sounds, None, [sound, status], api_name="sounds", **quiet, **HEAVY)
+        ground_btn.click(h.ground_sound, [sound, box_thr, text_thr], view, api_name="ground_sound", **quiet,
+                         **HEAVY)
+        settings_btn.click(h.apply_settings, panel, status, api_name="settings", **quiet, **LIGHT)
+        tracking = track_btn.click(h.track, [direction, end, discover], view, api_name="propagate",
+                                   **quiet, **HEAVY)
+        stop_btn.click(h.stop, None, view, api_name="stop", cancels=[tracking], queue=False)
+        outputs_btn.click(h.outputs, None, [video, files, status], api_name="download", **quiet, **HEAVY)
+        gr.api(h.api_click, api_name="add_click", **LIGHT)
+        gr.api(h.api_box, api_name="add_box", **LIGHT)
+        gr.api(h.api_objects, api_name="objects", **LIGHT)
+        demo.unload(h.unload)
+    return demo
+
+
+def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, block: bool = True) -> str:
+    """Serve the app (no share link; uploads over the configured limit get HTTP 413); returns its URL."""
+    demo.queue(default_concurrency_limit=1)
+    demo.launch(server_name=host, server_port=port, share=False, quiet=True,
+                max_file_size=demo.handlers.config.max_upload_bytes,
+                prevent_thread_lock=not block, show_error=True, css=CSS)
+    return demo.local_url

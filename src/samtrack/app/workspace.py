@@ -1,0 +1,122 @@
+"""Per-browser-session state: one `Workspace` per tab, kept by `Workspaces` under Gradio's session hash.
+
+A workspace owns a temporary folder (uploads, the run directory) and the tracking session of the video
+open in that tab. Models are not here: every session borrows them from the app's shared `ModelPool`.
+The folder is deleted when the tab closes (`Workspaces.drop`, wired to `demo.unload`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from samtrack.errors import InputError
+from samtrack.tracking.settings import Settings
+
+
+@dataclass
+class AppConfig:
+    """What `samtrack app` was started with."""
+
+    settings: Settings = field(default_factory=Settings)
+    max_upload_bytes: int = 2 << 30
+    max_frames: int = 10_000
+    work_root: Path | None = None  # None: a fresh folder in the system temp dir
+
+
+@dataclass
+class Workspace:
+    """What one browser tab is working on."""
+
+    folder: Path
+    settings: Settings
+    session: Any = None  # samtrack.tracking.Session of the open video
+    frame: int = 0  # the frame on screen
+    selected: int | None = None  # the object prompts refine (None: the next prompt makes a new one)
+    points: list[tuple[float, float]] = field(default_factory=list)  # clicks on the selected object here
+    labels: list[int] = field(default_factory=list)
+    corner: tuple[float, float] | None = None  # first corner of a box being drawn
+    segments: list[int] = field(default_factory=list)  # segment-everything results awaiting keep/drop
+    seen: dict[int, list[int]] = field(default_factory=dict)  # object id -> [first, last] frame seen
+    busy: bool = False  # a propagation of this tab is running
+    opened: int = 0  # videos opened so far (each gets its own run folder)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def require_session(self) -> Any:
+        if self.session is None:
+            raise InputError("open a video first (upload one, or load the example clip)")
+        return self.session
+
+    def require_idle(self) -> Any:
+        s = self.require_session()
+        if self.busy:
+            raise InputError("tracking is running: press Stop first")
+        return s
+
+    def clear_prompt(self) -> None:
+        """Forget the clicks and box corner in progress (the next click starts afresh)."""
+        self.points, self.labels, self.corner = [], [], None
+
+    def note(self, index: int, ids: Any) -> None:
+        """Record which objects frame `index` shows (for the object list's first/last frame)."""
+        for obj_id in ids:
+            span = self.seen.setdefault(int(obj_id), [index, index])
+            span[0], span[1] = min(span[0], index), max(span[1], index)
+
+    def close_session(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        self.selected, self.segments, self.seen, self.frame = None, [], {}, 0
+        self.clear_prompt()
+
+
+class Workspaces:
+    """Every open tab's workspace, by Gradio session hash."""
+
+    def __init__(self, config: AppConfig) -> None:
+        self.config = config
+        root = config.work_root
+        self.root = Path(tempfile.mkdtemp(prefix="samtrack-app-")) if root is None else Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._items: dict[str, Workspace] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Workspace:
+        with self._lock:
+            ws = self._items.get(key)
+            if ws is None:
+                folder = self.root / uuid.uuid4().hex  # never a client-chosen name
+                folder.mkdir()
+                ws = self._items[key] = Workspace(folder, Settings.from_dict(self.config.settings.to_dict()))
+            return ws
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def drop(self, key: str) -> None:
+        """Stop the tab's work, close its session and delete its files."""
+        with self._lock:
+            ws = self._items.pop(key, None)
+        if ws is None:
+            return
+        if ws.session is not None and ws.busy:
+            ws.session.cancel()  # stops within one frame; wait for the tab's loop to let go
+            deadline = time.monotonic() + 10
+            while ws.busy and time.monotonic() < deadline:
+                time.sleep(0.05)
+        with ws.lock:
+            ws.close_session()
+        shutil.rmtree(ws.folder, ignore_errors=True)
+
+    def close(self) -> None:
+        for key in list(self._items):
+            self.drop(key)
+        if self.config.work_root is None:
+            shutil.rmtree(self.root, ignore_errors=True)

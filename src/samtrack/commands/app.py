@@ -1,0 +1,43 @@
+"""`samtrack app`: serve the interactive web app on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from samtrack.commands import track
+from samtrack.errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "app", help="the interactive web app: click objects, track, fix any frame, download",
+        description="Serve the web app (Gradio) on this machine: upload a video, prompt objects with clicks, "
+                    "boxes, brush strokes, text or sound on any frame, track them with a live preview, roll back "
+                    "and fix, download masks and overlays. Binds 127.0.0.1 unless --host says otherwise; no "
+                    "share links, no analytics.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=7860, help="port (0: any free port)")
+    p.add_argument("--max-upload", default="2gb", help="largest upload (e.g. 500mb, 2gb)")
+    p.add_argument("--max-frames", type=int, default=10_000, help="longest video accepted, in frames")
+    track.add_model_options(p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: nothing leaves the machine
+    from samtrack.app import AppConfig, build_app, launch
+    from samtrack.app.uploads import parse_size
+
+    if args.max_frames < 1:
+        raise InputError(f"--max-frames must be >= 1, got {args.max_frames}")
+    config = AppConfig(settings=track.settings_from_args(args), max_upload_bytes=parse_size(args.max_upload),
+                       max_frames=args.max_frames)
+    demo = build_app(config)
+    print(f"samtrack app: http://{args.host}:{args.port or '<any free port>'} (Ctrl-C stops it)", flush=True)
+    try:
+        launch(demo, args.host, args.port or None, block=True)
+    finally:
+        demo.handlers.workspaces.close()
+    return 0
