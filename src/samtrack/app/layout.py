@@ -87,6 +87,15 @@ def build_app(config: AppConfig | None = None, models: Any = None) -> gr.Blocks:
                     undo_btn = gr.Button("Undo", elem_id="undo")
                     redo_btn = gr.Button("Redo", elem_id="redo")
                 status = gr.Markdown("Open a video to start.", elem_id="status")
+                with gr.Group():
+                    with gr.Row():
+                        direction = gr.Radio(["forward", "backward"], value="forward", label="Track",
+                                             elem_id="direction", scale=2)
+                        end = gr.Number(-1, label="Last frame (-1: to the end)", precision=0, elem_id="end", scale=1)
+                    discover = gr.Checkbox(False, label="Discover new objects every sam_gap frames")
+                    with gr.Row():
+                        track_btn = gr.Button("Track from this frame", variant="primary", elem_id="track")
+                        stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
             with gr.Column(scale=2):
                 with gr.Tab("Video"):
                     upload = gr.File(label="Video (mp4, mov, avi, mkv, webm) or zip of frames",
@@ -102,24 +111,25 @@ def build_app(config: AppConfig | None = None, models: Any = None) -> gr.Blocks:
                         label = gr.Textbox(label="Label", scale=3)
                         relabel_btn = gr.Button("Relabel", scale=1)
                     delete_btn = gr.Button("Delete selected object", variant="stop")
-                with gr.Tab("Brush"):
-                    brush_load = gr.Button("Brush on this frame")
-                    editor = gr.ImageEditor(type="numpy", layers=False, transforms=(), label="Paint over the object",
-                                            brush=gr.Brush(colors=["#ff3030"], default_size=12))
-                    brush_btn = gr.Button("Use the stroke")
-                with gr.Tab("Everything"):
-                    everything_btn = gr.Button("Segment everything on this frame")
-                    keep = gr.CheckboxGroup([], label="New segments (untick to drop)")
-                    keep_btn = gr.Button("Apply")
-                with gr.Tab("Text"):
-                    caption = gr.Textbox(label="Caption", placeholder="swan. duck")
-                    box_thr = gr.Slider(0, 1, value=d.box_threshold, step=0.01, label="Box threshold")
-                    text_thr = gr.Slider(0, 1, value=d.text_threshold, step=0.01, label="Text threshold")
-                    text_btn = gr.Button("Find")
-                with gr.Tab("Audio"):
-                    listen_btn = gr.Button("Listen to the soundtrack")
-                    sound = gr.Radio([], label="Sounds (AudioSet label, probability)")
-                    ground_btn = gr.Button("Find what makes this sound")
+                with gr.Tab("More prompts"):
+                    with gr.Accordion("Brush stroke", open=False):
+                        brush_load = gr.Button("Brush on this frame")
+                        editor = gr.ImageEditor(type="numpy", layers=False, transforms=(), label="Paint over the object",
+                                                brush=gr.Brush(colors=["#ff3030"], default_size=12))
+                        brush_btn = gr.Button("Use the stroke")
+                    with gr.Accordion("Segment everything", open=False):
+                        everything_btn = gr.Button("Segment everything on this frame")
+                        keep = gr.CheckboxGroup([], label="New segments (untick to drop)")
+                        keep_btn = gr.Button("Apply")
+                    with gr.Accordion("Text (Grounding DINO)", open=False):
+                        caption = gr.Textbox(label="Caption", placeholder="swan. duck")
+                        box_thr = gr.Slider(0, 1, value=d.box_threshold, step=0.01, label="Box threshold")
+                        text_thr = gr.Slider(0, 1, value=d.text_threshold, step=0.01, label="Text threshold")
+                        text_btn = gr.Button("Find")
+                    with gr.Accordion("Sound (AST audio tagging)", open=False):
+                        listen_btn = gr.Button("Listen to the soundtrack")
+                        sound = gr.Radio([], label="Sounds (AudioSet label, probability)")
+                        ground_btn = gr.Button("Find what makes this sound")
                 with gr.Tab("Settings"):
                     panel = [
                         gr.Dropdown(tracker_choices(d.tracker), value=d.tracker, label="Tracker",
@@ -134,14 +144,6 @@ def build_app(config: AppConfig | None = None, models: Any = None) -> gr.Blocks:
                         gr.Radio(["float32", "bfloat16", "float16"], value=d.dtype, label="Precision"),
                     ]
                     settings_btn = gr.Button("Apply settings")
-                with gr.Tab("Track", elem_id="track-tab"):
-                    direction = gr.Radio(["forward", "backward"], value="forward", label="Direction",
-                                         elem_id="direction")
-                    end = gr.Number(-1, label="Last frame (-1: to the end)", precision=0, elem_id="end")
-                    discover = gr.Checkbox(False, label="Discover new objects every sam_gap frames")
-                    with gr.Row():
-                        track_btn = gr.Button("Track", variant="primary", elem_id="track")
-                        stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
                 with gr.Tab("Outputs", elem_id="outputs-tab"):
                     outputs_btn = gr.Button("Make outputs", elem_id="make-outputs")
                     video = gr.Video(label="Overlay", interactive=False)
