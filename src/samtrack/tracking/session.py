@@ -303,6 +303,27 @@ class Session:
                              f"{self.settings.audio_threshold}")
         return labels[0][0], self.add_objects_from_text(frame_index, labels[0][0])
 
+    # ----------------------------------------------------------------- settings
+    def update_settings(self, settings: Settings) -> None:
+        """Use `settings` from now on, keeping every object and mask. The models a change concerns are
+        taken afresh from the pool; a new tracker (or tracker memory setting) starts its memory again at
+        the next propagation, from that propagation's start frame."""
+        with self._lock:
+            self._idle()
+            old, new = self.settings.to_dict(), settings.to_dict()
+            changed = {k for k, v in new.items() if old.get(k) != v}
+            self.settings = settings
+            self.registry.max_obj_num = settings.max_obj_num
+            if changed & {"segmenter", "device", "dtype"}:
+                self._segmenter = None
+            if changed & {"tracker", "tracker_checkpoint", "device", "precision", "long_term_mem_gap",
+                          "max_len_long_term", "num_memory_frames", "max_conditioning_frames"}:
+                self._tracker = None
+                self._memory_live = False
+            if changed & {"detector", "device"}:
+                self._detector = None
+            self._save_state()
+
     # ----------------------------------------------------------------- undo / redo
     def _record(self, name: str, frames: list[int]) -> Any:
         return self.history.record(name, frames, self.registry, self.store.get, self._set_mask)
