@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install -c constraints.txt
 
-.PHONY: venv test lint demo clean
+.PHONY: venv test lint demo app clean
 
 INPUT ?=
 
@@ -29,6 +29,10 @@ test: venv
 # `make demo INPUT=path/to/video.mp4` uses your own clip instead of the generated one.
 demo: venv
 	$(BIN)/python -m samtrack.demo $(INPUT)
+
+# The web app on http://127.0.0.1:7860 (the page names any missing weights and the command that fetches them).
+app: venv
+	$(BIN)/samtrack app
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 import zipfile
 from pathlib import Path
 
@@ -104,7 +105,13 @@ def test_browser_click_track_roll_back_download(app_url, blackswan_mp4, tmp_path
             archive = tmp_path / "masks.zip"
             download.value.save_as(archive)
             page.screenshot(path=shots / "6-outputs.png", full_page=True)
-            page.close()
+            tab_folders = [p for p in demo.handlers.workspaces.root.iterdir() if (p / "video-1").is_dir()]
+            assert len(tab_folders) == 1
+            page.close(run_before_unload=True)
+            deadline = time.monotonic() + 20
+            while tab_folders[0].exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert not tab_folders[0].exists(), "closing the tab did not remove its files"
         finally:
             browser.close()
     with zipfile.ZipFile(archive) as zf:

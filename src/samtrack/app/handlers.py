@@ -29,7 +29,7 @@ NEW_OBJECT = 0  # the object selector's "new object" entry
 OUTPUT_FILES = ("masks.zip", "overlay.mp4", "overlay.gif", "masks_rle.json", "objects.json")
 # Settings the panel edits (the rest come from the command line).
 PANEL_SETTINGS = ("tracker", "sam_gap", "points_per_side", "max_obj_num", "min_area", "min_new_obj_iou",
-                  "long_term_mem_gap", "max_len_long_term", "dtype")
+                  "long_term_mem_gap", "max_len_long_term", "precision", "dtype")
 
 
 @contextlib.contextmanager
@@ -352,26 +352,27 @@ class Handlers:
             ws.clear_prompt()
         start, backward = ws.frame, direction == "backward"
         last = (0 if backward else len(s) - 1) if end is None or end < 0 else int(end)
-        total = max(abs(last - start), 1)
-        done, status = 0, ""
-        frames = s.iter_propagate(start, last, direction="backward" if backward else "forward",
-                                  discover=bool(discover))
+        total = abs(last - start) + 1
+        done, status, frames = 0, "", None
         started = time.perf_counter()
         try:
             with page_errors():
+                frames = s.iter_propagate(start, last, direction="backward" if backward else "forward",
+                                          discover=bool(discover))
                 for r in frames:
                     done += 1
                     ws.frame = r.index
                     ws.note(r.index, r.objects)
                     progress((done, total), desc="tracking")
                     rate = done / (time.perf_counter() - started)
-                    yield self.view(ws, f"Tracking {direction}: frame {r.index} ({done}/{total}, {rate:.2f} frames/s)",
-                                    ids=r.ids)
+                    yield self.view(ws, f"Tracking {direction}: frame {r.index} ({done}/{total}, "
+                                        f"{rate:.2f} frames/s)", ids=r.ids)
             status = f"Tracked {done} frames {direction} from frame {start}."
         except Cancelled:
             status = f"Stopped at frame {ws.frame} after {done} frames."
         finally:
-            frames.close()
+            if frames is not None:
+                frames.close()
             ws.busy = False
         yield self.view(ws, status)
 
@@ -389,19 +390,21 @@ class Handlers:
     # ------------------------------------------------------------------ settings and outputs
     def apply_settings(self, tracker: str, sam_gap: float, points_per_side: float, max_obj_num: float,
                        min_area: float, min_new_obj_iou: float, long_term_mem_gap: float, max_len_long_term: float,
-                       dtype: str, request: gr.Request) -> str:
+                       precision: str, dtype: str, request: gr.Request) -> str:
         """Apply the settings panel to this tab (its objects and masks are kept)."""
         values = (tracker, sam_gap, points_per_side, max_obj_num, min_area, min_new_obj_iou, long_term_mem_gap,
-                  max_len_long_term, dtype)
+                  max_len_long_term, precision, dtype)
         ws = self.ws(request)
         with page_errors(), ws.lock:
             if ws.busy:
                 raise InputError("tracking is running: press Stop first")
             changed = {k: type(getattr(ws.settings, k))(v) for k, v in zip(PANEL_SETTINGS, values, strict=True)}
+            if changed["tracker"] != ws.settings.tracker:
+                changed["tracker_checkpoint"] = None  # the command line's checkpoint was for the other tracker
             new = Settings.from_dict({**ws.settings.to_dict(), **changed})
             ws.settings = new
             if ws.session is not None:
-                ws.session.settings = Settings.from_dict(new.to_dict())
+                ws.session.update_settings(Settings.from_dict(new.to_dict()))
             return "Settings applied: " + ", ".join(f"{k}={v}" for k, v in changed.items())
 
     def outputs(self, request: gr.Request) -> tuple:
