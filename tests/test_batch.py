@@ -118,7 +118,7 @@ def test_a_second_run_does_no_work(first_run, capsys):
     record = (out / "batch.jsonl").read_bytes()
     capsys.readouterr()
     assert cli.main(argv) == 1  # the failed input stays failed (--retry-failed tries it again)
-    assert "left alone as finished 4" in capsys.readouterr().out
+    assert "done 3, failed 1 (4 left as an earlier run recorded them)" in capsys.readouterr().out
     assert (out / "batch.jsonl").read_bytes() == record
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
 

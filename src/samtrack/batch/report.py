@@ -13,13 +13,14 @@ class BatchProgress:
     """A bar over the inputs to run; its postfix shows frames tracked, frames/s and inputs running."""
 
     def __init__(self, disable: bool = False) -> None:
-        self.bar = tqdm(unit="input", disable=disable, dynamic_ncols=True, desc="batch")
+        self.disable = disable
+        self.bar: tqdm | None = None  # shown once the workers are started
         self.frames: dict[str, int] = {}  # frames tracked per input in this run
         self.running: set[str] = set()
 
     def start(self, todo: int, workers: int) -> None:
-        self.bar.reset(total=todo)
-        self.bar.set_description(f"batch ({workers} workers)")
+        self.bar = tqdm(total=todo, unit="input", disable=self.disable, dynamic_ncols=True,
+                        desc=f"batch ({workers} workers)")
 
     def event(self, event: Event) -> None:
         self.running.add(event["name"])
@@ -38,7 +39,8 @@ class BatchProgress:
         self.bar.set_postfix_str(f"{frames} frames, {fps:.2f} frames/s, {len(self.running)} running")
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _cell(value: Any, digits: int = 1) -> str:
@@ -60,7 +62,7 @@ def table(result: BatchResult) -> str:
     frames = sum(r.get("tracked") or 0 for r in ran if r["status"] == "done")
     done = sum(r["status"] == "done" for r in result.records)
     wall = result.wall_seconds
-    lines.append(f"done {done}, failed {len(result.failed)}, left alone as finished {len(result.skipped)}; "
-                 f"{frames} frames tracked in {wall:.1f} s wall"
+    earlier = f" ({len(result.skipped)} left as an earlier run recorded them)" if result.skipped else ""
+    lines.append(f"done {done}, failed {len(result.failed)}{earlier}; {frames} frames tracked in {wall:.1f} s wall"
                  + (f", {frames / wall:.2f} frames/s with {result.workers} workers" if wall and frames else ""))
     return "\n".join(line.rstrip() for line in lines)

@@ -57,7 +57,11 @@ def _connect(address: str | None, res: Resources) -> bool:
         return False
     common = {"logging_level": logging.ERROR, "log_to_driver": False}
     if address:
-        ray.init(address=address, **common)
+        try:
+            ray.init(address=address, **common)
+        except ConnectionError as exc:
+            raise InputError(f"cannot join the Ray cluster at --address {address} ({exc}); start it with "
+                             "`ray start --head`, or leave --address out to run on this machine") from exc
     else:
         needed = math.ceil((res.workers or 0) * res.cpus_per_worker)
         ray.init(num_cpus=max(os.cpu_count() or 1, needed), include_dashboard=False, **common)
