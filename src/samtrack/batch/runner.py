@@ -63,7 +63,7 @@ def _connect(address: str | None, res: Resources) -> bool:
             raise InputError(f"cannot join the Ray cluster at --address {address} ({exc}); start it with "
                              "`ray start --head`, or leave --address out to run on this machine") from exc
     else:
-        needed = math.ceil((res.workers or 0) * res.cpus_per_worker)
+        needed = math.ceil((res.workers or 1) * res.cpus_per_worker)  # else a worker would wait forever
         ray.init(num_cpus=max(os.cpu_count() or 1, needed), include_dashboard=False, **common)
     return True
 
