@@ -29,6 +29,7 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("bench_grounding_audio.py", [], ["--runs", "1", "--dtypes", "float32"]),
     ("bench_pipeline.py", ["--long", "2000"], ["--frames", "20"]),
     ("bench_render.py", [], ["--repeats", "1"]),
+    ("bench_batch.py", [], ["--videos", "4", "--frames", "10"]),
 ]
 
 

@@ -39,43 +39,6 @@ def job_args(args: argparse.Namespace, item: BatchInput, run_dir: Path, resume: 
     return ns
 
 
-class WorkerModels:
-    """Models loaded once per worker and handed to every session it runs, keyed like Session loads them."""
-
-    def __init__(self) -> None:
-        self._models: dict[tuple, Any] = {}
-
-    def loaded(self) -> list[tuple]:
-        return list(self._models)
-
-    def _get(self, key: tuple, load: Any) -> Any:
-        if key not in self._models:
-            self._models[key] = load()
-        return self._models[key]
-
-    def session_kwargs(self, job: Any) -> dict[str, Any]:
-        """segmenter/tracker/detector keyword arguments of `Session` for what `job` needs."""
-        from samtrack.models.grounding import Detector
-        from samtrack.models.propagator import load_propagator
-        from samtrack.models.segmenter import Segmenter
-
-        s = job.settings
-        kinds = {kind for _, kind in job.needed_models()}
-        out = {"tracker": self._get(
-            ("tracker", s.tracker, s.tracker_checkpoint, s.device),
-            lambda: load_propagator(s.tracker, checkpoint=s.tracker_checkpoint, device=s.device,
-                                    long_term_mem_gap=s.long_term_mem_gap, max_len_long_term=s.max_len_long_term,
-                                    num_memory_frames=s.num_memory_frames,
-                                    max_conditioning_frames=s.max_conditioning_frames))}
-        if "segmenter" in kinds:
-            out["segmenter"] = self._get(("segmenter", s.segmenter, s.device, s.dtype),
-                                         lambda: Segmenter.load(s.segmenter, device=s.device, dtype=s.dtype))
-        if "detector" in kinds:
-            out["detector"] = self._get(("detector", s.detector, s.device),
-                                        lambda: Detector.load(s.detector, device=s.device))
-        return out
-
-
 class TrackWorker:
     """Runs track jobs with models loaded once per worker process (see `samtrack.models.pool`).
 
@@ -83,13 +46,15 @@ class TrackWorker:
     """
 
     def __init__(self, args: argparse.Namespace, events: Any, threads: int | None = None) -> None:
+        from samtrack.models.pool import ModelPool
+
         if threads:
             import torch
 
             torch.set_num_threads(threads)
         self.args = args
         self.events = events
-        self.models = WorkerModels()
+        self.models = ModelPool()
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def process(self, item: BatchInput, out_dir: str) -> dict[str, Any]:
@@ -113,7 +78,7 @@ class TrackWorker:
         record: dict[str, Any] = {"worker": self.worker, "started": started, "resumed": resumed}
         try:
             job = job_from_args(job_args(self.args, item, run_dir, resumed))
-            result = job.run(models=self.models.session_kwargs(job), progress=progress, render_progress=False)
+            result = job.run(models=self.models, progress=progress, render_progress=False)
             seconds = time.perf_counter() - t0
             record.update(status="done", error=None, frames=result["frames"], tracked=result["tracked"],
                           objects=result["objects"], fps=round(result["tracked"] / seconds, 3) if seconds else None)

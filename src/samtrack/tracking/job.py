@@ -16,6 +16,7 @@ from typing import Any
 from samtrack.errors import InputError
 from samtrack.io.sources import open_source
 from samtrack.models import registry
+from samtrack.models.pool import ModelPool
 from samtrack.tracking import prompts as P
 from samtrack.tracking.settings import Settings
 
@@ -44,13 +45,13 @@ class TrackJob:
         return P.models_needed(self.settings, self.prompts, everything=self.auto and not self.categories,
                                categories=self.categories, audio=self.audio)
 
-    def run(self, *, models: dict[str, Any] | None = None, progress: Progress | None = None,
+    def run(self, *, models: ModelPool | None = None, progress: Progress | None = None,
             log: Callable[[str], None] | None = None, tracked: Callable[[], None] | None = None,
             render_progress: bool = True) -> dict[str, Any]:
         """Track the input and write every output; returns {frames, tracked, objects, seconds}.
 
-        `models` holds already loaded models ("segmenter", "tracker", "detector") to use instead of
-        loading them; `log` receives what the run has to say (the sounds heard with `audio`);
+        `models` is the pool to take models from (a batch worker keeps one for all its jobs; default:
+        a new one, so the models load for this job); `log` receives what the run has to say (the sounds heard with `audio`);
         `tracked()` is called when tracking is over, before the outputs are rendered. The result's
         `tracked` counts the frames processed by this call (fewer on a resumed run).
         """
@@ -61,7 +62,7 @@ class TrackJob:
             raise InputError(f"{self.input} has no audio track, so there is no sound to ground; "
                              "use --text instead of --audio")
         registry.ensure_available(self.needed_models())
-        session = Session(source, self.out, self.settings, resume=self.resume, **(models or {}))
+        session = Session(source, self.out, self.settings, models=models, resume=self.resume)
         prompts = {f: list(items) for f, items in self.prompts.items()}
         if self.audio and not self.resume:
             sounds = session.sounds()
