@@ -236,7 +236,7 @@ def test_everything_returns_sam_track_id_mask(seg, frames):
     np.testing.assert_array_equal(present, np.arange(1, len(present) + 1))
 
 
-@pytest.mark.parametrize("min_iou", [None, 0.0])
+@pytest.mark.parametrize("min_iou", [None, 0.0, 10.0])
 def test_grid_decoder_equals_the_model_decoder(seg, frames, min_iou):
     """Segment-everything's decoder (image-side work shared by all prompts) gives the model's own outputs."""
     embedding = seg.model.embed([frames[0]])
@@ -244,10 +244,12 @@ def test_grid_decoder_equals_the_model_decoder(seg, frames, min_iou):
                                        * torch.tensor([214.0, 120.0]), embedding)
     logits, iou, keep = seg.model.grid_decoder(embedding)(points, min_iou)
     ref_logits, ref_iou, ref_keep = plain_grid_decoder(seg.model, embedding)(points, min_iou)
-    assert keep.shape == (40, 3) and 0 < int(keep.sum()) <= 120
+    assert keep.shape == (40, 3) and int(keep.sum()) == {None: 120, 0.0: int(ref_keep.sum()), 10.0: 0}[min_iou]
+    assert logits.shape == (int(keep.sum()), *seg.model.mask_input_size)
     torch.testing.assert_close(keep, ref_keep)
     torch.testing.assert_close(iou, ref_iou, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(logits, ref_logits, rtol=1e-4, atol=1e-4 * float(ref_logits.abs().max()))
+    scale = float(ref_logits.abs().max()) if ref_logits.numel() else 1.0
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-4, atol=1e-4 * scale)
 
 
 def _record(mask: np.ndarray) -> MaskRecord:

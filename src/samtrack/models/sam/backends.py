@@ -155,12 +155,10 @@ class PromptModel:
             iou = fast.iou(tokens).float()
             keep = torch.ones_like(iou, dtype=torch.bool) if min_iou is None else iou > min_iou
             wanted = keep.any(1).nonzero()[:, 0]
-            logits = [
-                fast.masks(tokens[rows], keys[rows]).float()[keep[rows]]
-                for rows in wanted.split(UPSCALE_CHUNK)
-            ]
-            empty = iou.new_zeros(0, *self.mask_input_size)
-            return torch.cat(logits) if logits else empty, iou[keep], keep
+            logits = [iou.new_zeros(0, *self.mask_input_size)]
+            for rows in wanted.split(UPSCALE_CHUNK) if len(wanted) else ():
+                logits.append(fast.masks(tokens[rows], keys[rows]).float()[keep[rows]])
+            return torch.cat(logits), iou[keep], keep
 
         return decode
 

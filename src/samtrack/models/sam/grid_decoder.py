@@ -40,22 +40,16 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(-3, -2).flatten(-2)
 
 
-def _project(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """x (P, N, C) @ weight.T + a per-position bias (N, K), in one batched product."""
-    return torch.baddbmm(bias, x, weight.T.expand(len(x), -1, -1))
-
-
 @dataclass
 class _ImageSide:
-    """Per-image tensors shared by every prompt: flattened embedding (N, C) and positional encoding."""
+    """Per-image tensors shared by every prompt (N image positions, heads h of width d)."""
 
-    keys: torch.Tensor
-    pe: torch.Tensor
-    t2i_keys: torch.Tensor  # layer 0 token→image keys (N, C') and values
+    keys: torch.Tensor  # embedding + dense prompt, flattened (N, C)
+    t2i_keys: torch.Tensor  # layer 0 token→image keys (N, C') and values, projected
     t2i_values: torch.Tensor
-    i2t_queries: torch.Tensor  # layer 0 image→token queries (N, C')
-    pe_projections: list[torch.Tensor]  # per later layer: pe @ [Wk_t2i | 0 | Wq_i2t] + biases (N, 3C')
-    final_pe: torch.Tensor  # final attention: pe @ [Wk | 0] + biases (N, 2C')
+    i2t_queries: torch.Tensor  # layer 0 image→token queries, projected, as (h, d, N)
+    pe_t2i: list[torch.Tensor]  # later layers and the final attention: (pe @ Wk.T) as (h, d, N)
+    pe_i2t: list[torch.Tensor]  # later layers: (pe @ Wq.T + bq) as (h, d, N)
 
 
 class GridDecoder:
@@ -70,62 +64,77 @@ class GridDecoder:
         self.height, self.width = image_embedding.shape[-2:]
         self.image = self._image_side(image_embedding)
 
+    def _by_head(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C') -> (h, d, N)."""
+        return x.T.unflatten(0, (self.n_heads, -1))
+
     @torch.inference_mode()
     def _image_side(self, image_embedding: torch.Tensor) -> _ImageSide:
         model, decoder = self.model, self.decoder
         dense = model.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
         keys = (image_embedding + dense)[0].flatten(1).T  # (N, C)
         pe = model.get_image_wide_positional_embeddings()[0].flatten(1).T.to(keys.dtype)
-        first = decoder.transformer.layers[0]
+        first, *later = decoder.transformer.layers
         t2i, i2t = first.cross_attn_token_to_image, first.cross_attn_image_to_token
-        with_pe = keys + pe
-        pe_projections = []
-        for layer in decoder.transformer.layers[1:]:
-            t2i_l, i2t_l = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
-            pe_projections.append(
-                torch.cat([F.linear(pe, t2i_l.k_proj.weight, t2i_l.k_proj.bias), t2i_l.v_proj.bias.expand(len(pe), -1),
-                           F.linear(pe, i2t_l.q_proj.weight, i2t_l.q_proj.bias)], -1)
-            )
-        final = decoder.transformer.final_attn_token_to_image
-        final_pe = torch.cat([F.linear(pe, final.k_proj.weight, final.k_proj.bias),
-                              final.v_proj.bias.expand(len(pe), -1)], -1)
+        finals = [layer.cross_attn_token_to_image for layer in later] + [decoder.transformer.final_attn_token_to_image]
         return _ImageSide(
             keys=keys,
-            pe=pe,
-            t2i_keys=t2i.k_proj(with_pe),
+            t2i_keys=t2i.k_proj(keys + pe),
             t2i_values=t2i.v_proj(keys),
-            i2t_queries=i2t.q_proj(with_pe),
-            pe_projections=pe_projections,
-            final_pe=final_pe,
+            i2t_queries=self._by_head(i2t.q_proj(keys + pe)),
+            pe_t2i=[self._by_head(pe @ attn.k_proj.weight.T) for attn in finals],
+            pe_i2t=[self._by_head(layer.cross_attn_image_to_token.q_proj(pe)) for layer in later],
         )
 
-    def _token_to_image(self, attn, queries, query_pe, keys, values) -> torch.Tensor:
-        """Tokens (P, T, C) attend to image keys/values, shared (N, C') or per prompt (P, N, C')."""
-        q = _heads(attn.q_proj(queries + query_pe), self.n_heads)  # (P, h, T, d)
-        k, v = _heads(keys, self.n_heads), _heads(values, self.n_heads)
-        if keys.dim() == 2:  # shared image side: all prompts' tokens are one batch of queries
-            p, h, t, d = q.shape
-            out = F.scaled_dot_product_attention(q.transpose(0, 1).reshape(1, h, p * t, d), k[None], v[None])
-            out = out[0].reshape(h, p, t, d).transpose(0, 1)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v)
-        return attn.out_proj(_merge_heads(out))
+    def _heads_of(self, weight: torch.Tensor) -> torch.Tensor:
+        """A projection weight (C', C) as (h, d, C)."""
+        return weight.unflatten(0, (self.n_heads, -1))
 
-    def _image_to_token(self, attn, image_queries, queries, query_pe, residual) -> torch.Tensor:
-        """``residual`` + image queries (N, C') or (P, N, C') attending to the P prompts' tokens: (P, N, C)."""
-        k = _heads(attn.k_proj(queries + query_pe), self.n_heads)  # (P, h, T, d)
+    def _shared_token_to_image(self, attn, queries: torch.Tensor, token_pe: torch.Tensor) -> torch.Tensor:
+        """Layer 0: tokens (P, T, C) attend to the shared, already projected image keys and values."""
+        q = _heads(attn.q_proj(queries + token_pe), self.n_heads)  # (P, h, T, d)
+        k, v = _heads(self.image.t2i_keys, self.n_heads), _heads(self.image.t2i_values, self.n_heads)
+        p, h, t, d = q.shape
+        # All prompts' tokens are one batch of queries against the same keys.
+        out = F.scaled_dot_product_attention(q.transpose(0, 1).reshape(1, h, p * t, d), k[None], v[None])
+        return attn.out_proj(_merge_heads(out[0].reshape(h, p, t, d).transpose(0, 1)))
+
+    def _token_to_image(self, attn, queries: torch.Tensor, token_pe: torch.Tensor, keys: torch.Tensor,
+                        pe_keys: torch.Tensor) -> torch.Tensor:
+        """Tokens (P, T, C) attend to per-prompt image keys (P, N, C), projected on the token side.
+
+        scores = q . ((keys + pe) Wk.T + bk) = (q Wk) . keys + q . (pe Wk.T) (+ q . bk, the same for
+        every position: softmax drops it); out = A ((keys Wv.T) + bv) = (A keys) Wv.T + bv.
+        """
+        q = _heads(attn.q_proj(queries + token_pe), self.n_heads) * attn.scaling  # (P, h, T, d)
+        qk = (q @ self._heads_of(attn.k_proj.weight)).flatten(1, 2)  # (P, h*T, C)
+        scores = (qk @ keys.transpose(1, 2)).unflatten(1, (self.n_heads, -1)) + q @ pe_keys  # (P, h, T, N)
+        weights = torch.softmax(scores, -1, dtype=torch.float32).to(scores.dtype)
+        mixed = (weights.flatten(1, 2) @ keys).unflatten(1, (self.n_heads, -1))  # (P, h, T, C)
+        values = mixed @ self._heads_of(attn.v_proj.weight).transpose(-1, -2)  # (P, h, T, d)
+        values = values + attn.v_proj.bias.unflatten(0, (self.n_heads, 1, -1))
+        return attn.out_proj(_merge_heads(values))
+
+    def _image_to_token(self, attn, scores_of: torch.Tensor, queries: torch.Tensor, token_pe: torch.Tensor,
+                        residual: torch.Tensor, keys: torch.Tensor | None = None) -> torch.Tensor:
+        """``residual`` + the image positions attending to the P prompts' tokens: (P, N, C).
+
+        Image queries are ``scores_of`` (h, d, N): the shared projected queries of layer 0, or in later
+        layers the positional share pe Wq.T + bq, to which (k Wq) . keys adds each prompt's own keys.
+        """
+        k = _heads(attn.k_proj(queries + token_pe), self.n_heads) * attn.scaling  # (P, h, T, d)
         v = _heads(attn.v_proj(queries), self.n_heads)
-        q = _heads(image_queries, self.n_heads)  # (h, N, d) or (P, h, N, d)
-        scale = q.shape[-1] ** -0.5
         # Scores laid out (P, h, T, N): the softmax over a handful of tokens then runs along long rows.
-        scores = k @ (q * scale).transpose(-1, -2)
+        scores = k @ scores_of
+        if keys is not None:
+            kq = (k @ self._heads_of(attn.q_proj.weight)).flatten(1, 2)  # (P, h*T, C)
+            scores = scores + (kq @ keys.transpose(1, 2)).unflatten(1, (self.n_heads, -1))
         weights = torch.softmax(scores, -2, dtype=torch.float32).to(scores.dtype)
         # Output projection before the attention weights: (A V) Wo = A (V Wo), per head. Each head's
         # weights sum to 1 over the tokens, so the bias can ride along as bias / heads on every token.
         w_out = attn.out_proj.weight.T.unflatten(0, (self.n_heads, -1))  # (h, d, C)
         projected = v @ w_out + attn.out_proj.bias / self.n_heads  # (P, h, T, C)
-        p, h, t, n = weights.shape
-        return torch.baddbmm(residual, weights.reshape(p, h * t, n).transpose(1, 2), projected.reshape(p, h * t, -1))
+        return torch.baddbmm(residual, weights.flatten(1, 2).transpose(1, 2), projected.flatten(1, 2))
 
     @torch.inference_mode()
     def tokens(self, sparse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,27 +154,20 @@ class GridDecoder:
                 q = queries + token_pe
                 queries = queries + layer.self_attn(query=q[None], key=q[None], value=queries[None])[0][0]
             queries = layer.layer_norm1(queries)
+            t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
             if index == 0:
-                t2i_keys, t2i_values, i2t_queries = image.t2i_keys, image.t2i_values, image.i2t_queries
-                residual = image.keys
+                queries = queries + self._shared_token_to_image(t2i, queries, token_pe)
             else:
-                t2i, i2t = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
-                weight = torch.cat([t2i.k_proj.weight, t2i.v_proj.weight, i2t.q_proj.weight])
-                fused = _project(keys, weight, image.pe_projections[index - 1])
-                t2i_keys, t2i_values, i2t_queries = fused.chunk(3, -1)
-                residual = keys
-            queries = queries + self._token_to_image(
-                layer.cross_attn_token_to_image, queries, token_pe, t2i_keys, t2i_values
-            )
+                queries = queries + self._token_to_image(t2i, queries, token_pe, keys, image.pe_t2i[index - 1])
             queries = layer.layer_norm2(queries)
             queries = layer.layer_norm3(queries + layer.mlp(queries))
-            keys = layer.layer_norm4(
-                self._image_to_token(layer.cross_attn_image_to_token, i2t_queries, queries, token_pe, residual)
-            )
+            if index == 0:
+                keys = self._image_to_token(i2t, image.i2t_queries, queries, token_pe, image.keys)
+            else:
+                keys = self._image_to_token(i2t, image.pe_i2t[index - 1], queries, token_pe, keys, keys)
+            keys = layer.layer_norm4(keys)
         final = decoder.transformer.final_attn_token_to_image
-        fused = _project(keys, torch.cat([final.k_proj.weight, final.v_proj.weight]), image.final_pe)
-        final_keys, final_values = fused.chunk(2, -1)
-        queries = queries + self._token_to_image(final, queries, token_pe, final_keys, final_values)
+        queries = queries + self._token_to_image(final, queries, token_pe, keys, image.pe_t2i[-1])
         return decoder.transformer.layer_norm_final_attn(queries), keys
 
     @torch.inference_mode()
