@@ -131,7 +131,8 @@ def run_batch(inputs: list[BatchInput], args: argparse.Namespace, out_dir: str |
         while pending or inflight:
             while pending and idle:  # backpressure: one input per worker in flight, the rest wait here
                 worker, item = idle.pop(), pending.popleft()
-                inflight[worker.process.remote(item, str(out))] = (worker, item)
+                ours = manifest.records[item.name]["status"] != "pending"  # an earlier attempt made its folder
+                inflight[worker.process.remote(item, str(out), ours)] = (worker, item)
                 manifest.update(item.name, status="running", started=now())
             ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.2)
             while True:

@@ -28,10 +28,15 @@ def describe(exc: BaseException) -> str:
     return text if isinstance(exc, SamtrackError) else f"{type(exc).__name__}: {text}"
 
 
-def job_args(args: argparse.Namespace, item: BatchInput, run_dir: Path, resume: bool) -> argparse.Namespace:
-    """The `samtrack track` arguments of one input: the batch's options, with the input's own prompts."""
+def job_args(args: argparse.Namespace, item: BatchInput, run_dir: Path, resume: bool,
+             ours: bool = False) -> argparse.Namespace:
+    """The `samtrack track` arguments of one input: the batch's options, with the input's own prompts.
+
+    `ours`: this batch made `run_dir` in an earlier attempt, so what that attempt left before its
+    session was recorded (a worker killed early) may be replaced (`track --force`)."""
     ns = copy.copy(args)
     ns.input, ns.out, ns.resume = item.input, str(run_dir), resume
+    ns.force = getattr(args, "force", False) or ours
     if item.overrides:
         ns.prompt_items = [("text", item.text)] if item.text else []
         ns.prompts = item.prompts
@@ -57,9 +62,10 @@ class TrackWorker:
         self.models = ModelPool()
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
-    def process(self, item: BatchInput, out_dir: str) -> dict[str, Any]:
-        """Track one input into `out_dir/item.name`, resuming what an earlier attempt left; never raises
-        for a bad input: the result's status is "done" or "failed" with the error."""
+    def process(self, item: BatchInput, out_dir: str, ours: bool = False) -> dict[str, Any]:
+        """Track one input into `out_dir/item.name`, resuming what an earlier attempt left (`ours`: the
+        batch started this input before); never raises for a bad input: the result's status is "done"
+        or "failed" with the error."""
         from samtrack.commands.track import job_from_args
 
         run_dir = Path(out_dir) / item.name
@@ -77,7 +83,7 @@ class TrackWorker:
 
         record: dict[str, Any] = {"worker": self.worker, "started": started, "resumed": resumed}
         try:
-            job = job_from_args(job_args(self.args, item, run_dir, resumed))
+            job = job_from_args(job_args(self.args, item, run_dir, resumed, ours))
             result = job.run(models=self.models, progress=progress, render_progress=False)
             seconds = time.perf_counter() - t0
             record.update(status="done", error=None, frames=result["frames"], tracked=result["tracked"],
