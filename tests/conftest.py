@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -56,3 +58,15 @@ def save_tiny_sam(out: Path, side: int = 256, seed: int = 0) -> Path:
 def tiny_sam(tmp_path_factory) -> str:
     """Path of a tiny random SAM directory (see `save_tiny_sam`), shared by the whole run."""
     return str(save_tiny_sam(tmp_path_factory.mktemp("tiny_sam")))
+
+
+@pytest.fixture(scope="session")
+def blackswan_small(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """Blackswan frames 0-5 at a quarter of their size (213×120) as an image folder, and the swan's
+    mask on frame 0 at that size."""
+    out = tmp_path_factory.mktemp("blackswan_small6")
+    for path in sorted(davis_frames("blackswan").glob("*.jpg"))[:6]:
+        im = Image.open(path)
+        im.resize((im.width // 4, im.height // 4), Image.BILINEAR).save(out / path.name, quality=95)
+    gt = Image.open(min(davis_annotations("blackswan").glob("*.png")))
+    return out, np.array(gt.resize((gt.width // 4, gt.height // 4), Image.NEAREST)) > 0

@@ -80,7 +80,7 @@ def replay(request: pytest.FixtureRequest) -> tuple[str, str, Replay]:
     z = _load(variant, case)
     meta = json.loads(str(z["meta_json"]))
     torch.set_num_threads(2)
-    trk = load_tracker(variant, DEAOT_FIXTURES / f"{variant}.pth", long_term_mem_gap=meta["long_term_mem_gap"],
+    trk = load_tracker(variant, DEAOT_FIXTURES / f"{variant}.pth", precision="fp32", long_term_mem_gap=meta["long_term_mem_gap"],
                        max_len_long_term=meta["max_len_long_term"])
     refs = {int(f): i for i, f in enumerate(z["ref_frame_indices"])}
     tracked = {int(f): i for i, f in enumerate(z["tracked_frame_indices"])}
@@ -198,7 +198,8 @@ def test_r50_is_exact_given_the_official_input(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(tracker_module, "resize_frame", official_input)
     torch.set_num_threads(2)
-    trk = load_tracker("r50_deaotl", DEAOT_FIXTURES / "r50_deaotl.pth", long_term_mem_gap=2, max_len_long_term=3)
+    trk = load_tracker("r50_deaotl", DEAOT_FIXTURES / "r50_deaotl.pth", long_term_mem_gap=2, max_len_long_term=3,
+                       precision="fp32")
     trk.add_reference(f0, z["ref_masks"][0])
     trk.track(f1)
     err, ok = _abs_err(trk.last_native_logits[0][0, :4].numpy(), z["logits_native_e0"][0])

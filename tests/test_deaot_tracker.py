@@ -39,7 +39,7 @@ def frames() -> list[np.ndarray]:
 @pytest.fixture()
 def tracker() -> DeAOTTracker:
     torch.set_num_threads(2)
-    return load_tracker("deaott", CKPT)
+    return load_tracker("deaott", CKPT, precision="fp32")
 
 
 def test_public_entry_point_and_outputs(tracker: DeAOTTracker, frames: list[np.ndarray]) -> None:
@@ -120,7 +120,7 @@ def test_keyframe_without_new_object_only_updates_memory(tracker: DeAOTTracker, 
 
 @pytest.mark.parametrize("gap,cap", [(1, 3), (2, 2), (1, 1)])
 def test_long_term_memory_never_exceeds_its_cap(frames: list[np.ndarray], gap: int, cap: int) -> None:
-    trk = load_tracker("deaot-t", CKPT, long_term_mem_gap=gap, max_len_long_term=cap)
+    trk = load_tracker("deaot-t", CKPT, long_term_mem_gap=gap, max_len_long_term=cap, precision="fp32")
     trk.add_reference(frames[0], _grid_mask(2))
     sizes = []
     for f in frames[1:] * 2:

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DEAOT_FIXTURES, REPO, davis_annotations, davis_frames
-from PIL import Image
+from conftest import DEAOT_FIXTURES, REPO
 
 from samtrack.errors import InputError
 from samtrack.io.sources import open_source
@@ -21,18 +20,11 @@ from samtrack.tracking.session import Session
 from samtrack.tracking.settings import Settings
 
 N_FRAMES = 6
-SCALE = 4
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory) -> tuple[Path, np.ndarray]:
-    """Blackswan frames 0-5 at a quarter of their size, and the swan's mask on frame 0."""
-    out = tmp_path_factory.mktemp("blackswan_tiny")
-    for path in sorted(davis_frames("blackswan").glob("*.jpg"))[:N_FRAMES]:
-        im = Image.open(path)
-        im.resize((im.width // SCALE, im.height // SCALE), Image.BILINEAR).save(out / path.name, quality=95)
-    gt = Image.open(min(davis_annotations("blackswan").glob("*.png")))
-    return out, np.array(gt.resize((gt.width // SCALE, gt.height // SCALE), Image.NEAREST)) > 0
+def clip(blackswan_small) -> tuple[Path, np.ndarray]:
+    return blackswan_small
 
 
 def deaot_settings(**kw) -> Settings:

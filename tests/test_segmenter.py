@@ -42,7 +42,7 @@ def tiny_dir(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def seg(tiny_dir) -> Segmenter:
-    return Segmenter.load(tiny_dir, device="cpu")
+    return Segmenter.load(tiny_dir, device="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -215,14 +215,14 @@ def test_load_errors(tmp_path, tiny_dir):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError, match="bad.pth is not a PyTorch SAM checkpoint"):
         Segmenter.load(str(bad))
-    with pytest.raises(InputError, match="dtype"):
-        Segmenter.load(tiny_dir, dtype="int8")
+    with pytest.raises(InputError, match="precision"):
+        Segmenter.load(tiny_dir, precision="int8")
     with pytest.raises(InputError, match="device"):
         Segmenter.load(tiny_dir, device="tpu")
 
 
 def test_bfloat16_model_runs(tiny_dir, frames):
-    seg = Segmenter.load(tiny_dir, device="cpu", dtype="bfloat16")
+    seg = Segmenter.load(tiny_dir, device="cpu", precision="bf16")
     assert next(seg.model.model.parameters()).dtype == torch.bfloat16
     mask = seg.click(frames[0], [(100, 60)], [1])
     assert mask.dtype == bool and mask.shape == frames[0].shape[:2]

@@ -63,7 +63,7 @@ def official(tmp_path_factory) -> tuple[Sam, Segmenter]:
     sam = tiny_official_sam()
     path = tmp_path_factory.mktemp("official") / "sam_tiny.pth"
     torch.save(sam.state_dict(), path)
-    return sam, Segmenter.load(str(path), device="cpu")
+    return sam, Segmenter.load(str(path), device="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ NEW_OBJECT = 0  # the object selector's "new object" entry
 OUTPUT_FILES = ("masks.zip", "overlay.mp4", "overlay.gif", "masks_rle.json", "objects.json")
 # Settings the panel edits (the rest come from the command line).
 PANEL_SETTINGS = ("tracker", "sam_gap", "points_per_side", "max_obj_num", "min_area", "min_new_obj_iou",
-                  "long_term_mem_gap", "max_len_long_term", "precision", "dtype")
+                  "long_term_mem_gap", "max_len_long_term", "precision")
 
 
 @contextlib.contextmanager
@@ -390,10 +390,10 @@ class Handlers:
     # ------------------------------------------------------------------ settings and outputs
     def apply_settings(self, tracker: str, sam_gap: float, points_per_side: float, max_obj_num: float,
                        min_area: float, min_new_obj_iou: float, long_term_mem_gap: float, max_len_long_term: float,
-                       precision: str, dtype: str, request: gr.Request) -> str:
+                       precision: str, request: gr.Request) -> str:
         """Apply the settings panel to this tab (its objects and masks are kept)."""
         values = (tracker, sam_gap, points_per_side, max_obj_num, min_area, min_new_obj_iou, long_term_mem_gap,
-                  max_len_long_term, precision, dtype)
+                  max_len_long_term, precision)
         ws = self.ws(request)
         with page_errors(), ws.lock:
             if ws.busy:

@@ -18,7 +18,7 @@ import gradio as gr
 from samtrack.app.handlers import NEW_OBJECT, Handlers
 from samtrack.app.workspace import AppConfig
 from samtrack.models import registry
-from samtrack.tracking.settings import Settings
+from samtrack.tracking.settings import PRECISION_CHOICES, Settings
 
 HEAVY = {"concurrency_id": "heavy", "concurrency_limit": 1}
 LIGHT = {"concurrency_id": "light", "concurrency_limit": 4}
@@ -141,8 +141,8 @@ def build_app(config: AppConfig | None = None, models: Any = None) -> gr.Blocks:
                         gr.Number(d.min_new_obj_iou, label="min_new_obj_iou", minimum=0, maximum=1),
                         gr.Number(d.long_term_mem_gap, label="long_term_mem_gap", precision=0, minimum=1),
                         gr.Number(d.max_len_long_term, label="max_len_long_term", precision=0, minimum=1),
-                        gr.Radio(["fp32", "bf16", "fp16"], value=d.precision, label="Tracker precision"),
-                        gr.Radio(["float32", "bfloat16", "float16"], value=d.dtype, label="Segmenter precision"),
+                        gr.Radio(list(PRECISION_CHOICES), value=d.precision,
+                                 label="Precision (tracker and segmenter; auto: bf16 on CPUs with native bf16)"),
                     ]
                     settings_btn = gr.Button("Apply settings")
                 with gr.Tab("Outputs", elem_id="outputs-tab"):

@@ -18,6 +18,7 @@ from samtrack.eval.davis import EvalReport, evaluate, find_sequences
 from samtrack.eval.report import format_table, summary_line, to_csv, to_json
 from samtrack.eval.vos import count_frames, dataset_sequences, parse_init, run_semi_supervised
 from samtrack.io.atomic import write_text_atomic
+from samtrack.tracking.settings import PRECISION_CHOICES
 
 
 def _positive_int(text: str) -> int:
@@ -78,6 +79,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     r.add_argument("--segmenter", default="sam-vit-b",
                    help="segmenter for --init clicks:N (name or path; default: sam-vit-b)")
     r.add_argument("--device", default="cpu", help="torch device for the models: cpu (default), cuda, mps")
+    r.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
+                   help="tracker and segmenter precision (auto: fp16 on CUDA, bf16 on CPUs with native bf16, "
+                        "else fp32; fp32 is exact)")
     return p
 
 
@@ -114,14 +118,15 @@ def _run_and_score(args: argparse.Namespace) -> None:
     out = args.out or Path(f"eval-{args.tracker}")
     import samtrack  # models (torch) load on first use, so plain scoring stays light
 
-    tracker = samtrack.load_tracker(args.tracker, checkpoint=args.checkpoint, device=args.device)
-    segmenter = samtrack.Segmenter.load(args.segmenter, device=args.device) if clicks else None
+    tracker = samtrack.load_tracker(args.tracker, checkpoint=args.checkpoint, device=args.device,
+                                    precision=args.precision)
+    segmenter = samtrack.Segmenter.load(args.segmenter, device=args.device, precision=args.precision) if clicks else None
     total = count_frames(args.run, sequences, args.max_frames)
     with tqdm(total=total, desc="tracking", unit="frame", disable=args.quiet, file=sys.stderr) as bar:
         stats = run_semi_supervised(args.run, out, tracker, sequences=sequences, max_frames=args.max_frames,
                                     segmenter=segmenter, clicks=clicks, on_frame=lambda: bar.update(1))
     print(f"{args.tracker}: propagated {stats.propagated_frames} frames of {len(sequences)} sequences in "
-          f"{stats.seconds:.1f} s ({stats.fps:.2f} frames/s on {args.device}); predictions in {out}")
+          f"{stats.seconds:.1f} s ({stats.fps:.2f} frames/s on {args.device}, {tracker.precision}); predictions in {out}")
     score_and_report(args, out, args.run, sequences)
 
 

@@ -8,11 +8,11 @@ import json
 from samtrack.errors import InputError
 from samtrack.tracking import prompts as P
 from samtrack.tracking.job import TrackJob
-from samtrack.tracking.settings import Settings
+from samtrack.tracking.settings import PRECISION_CHOICES, Settings
 
 
 class _Ordered(argparse.Action):
-    """Keeps --frame/--object/--click/--box/--stroke in the order given, so clicks group by object."""
+    """Keeps --frame/--object/--click/--box/--stroke/--text in the order given, so clicks group by object."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         items = getattr(namespace, "prompt_items", None) or []
@@ -29,6 +29,26 @@ def _floats(text: str, n: tuple[int, ...], what: str) -> list[float]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{what} must look like {'X,Y[,neg]' if what == 'click' else 'X0,Y0,X1,Y1'}"
                                          f", got {text!r}") from None
+
+
+def _stroke(text: str) -> list[list[float]]:
+    try:
+        points = [[float(v) for v in pair.split(",")] for pair in text.split(";") if pair.strip()]
+        if not points or any(len(p) != 2 for p in points):
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"stroke must look like X,Y;X,Y;..., got {text!r}") from None
+    return points
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -60,11 +80,19 @@ def add_options(p: argparse.ArgumentParser) -> None:
                       help="a click on the current object: positive, or negative with ',neg'")
     mode.add_argument("--box", action=_Ordered, dest="box", metavar="X0,Y0,X1,Y1",
                       type=lambda t: _floats(t, (4,), "box"), help="a box around a new object")
+    mode.add_argument("--stroke", action=_Ordered, dest="stroke", metavar="X,Y;X,Y;...", type=_stroke,
+                      help="a brush stroke over a new object, as points; SAM-Track prompts with its box")
     mode.add_argument("--text", action=_Ordered, dest="text", metavar="CAPTION",
                       help='objects named by text ("swan. duck"), found with Grounding DINO on the current frame; '
                            "with --auto, the categories detected on every key frame instead of segment-everything")
     mode.add_argument("--audio", action="store_true",
-                      help="ground the most probable sound of the soundtrack (AST AudioSet labels) as --text")
+                      help="ground the sounds of the soundtrack (AST AudioSet labels above --audio-threshold among "
+                           "the top --label-num) as text, on the first prompt frame; with --auto, detect them on "
+                           "every key frame")
+    mode.add_argument("--discover", nargs="?", const="", metavar="CATEGORIES",
+                      help="with prompts: every --sam-gap frames also add the objects segment-everything finds "
+                           "(or, given CATEGORIES like \"swan. duck\", those Grounding DINO detects) that are not "
+                           "tracked yet (SAM-Track's Start Tracking after clicks, boxes or text)")
     mode.add_argument("--prompts", metavar="FILE",
                       help="JSON or YAML list of prompts, each {frame, label?, points+labels | box | stroke | "
                            "mask: PNG path}")
@@ -73,6 +101,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
     add_model_options(p)
     out = p.add_argument_group("outputs")
     out.add_argument("--end", type=int, default=None, help="last frame to track (default: the last)")
+    out.add_argument("--fps", type=_positive_float, default=None,
+                     help="frame rate of an image-folder input, for overlay.mp4/gif (default 30; videos keep theirs)")
     out.add_argument("--no-video", action="store_true", help="skip overlay.mp4")
     out.add_argument("--no-gif", action="store_true", help="skip overlay.gif")
 
@@ -89,8 +119,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     models.add_argument("--audio-model", dest="audio_model", default=d.audio_model, help="audio tagger (--audio)")
     models.add_argument("--checkpoint", default=None, help="tracker checkpoint file; none: the release in the model cache")
     models.add_argument("--device", default=d.device, help="cpu, cuda, mps or auto")
-    models.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16", "float16"],
-                        help="segmenter precision")
+    models.add_argument("--precision", default=d.precision, choices=PRECISION_CHOICES,
+                        help="tracker and segmenter precision; auto: fp16 on CUDA (as SAM-Track), bf16 on CPUs "
+                             "with native bf16 (AVX512-BF16/AMX), fp32 otherwise; fp32 is exact")
     s = p.add_argument_group("SAM-Track parameters")
     for name, help_text in [
         ("sam_gap", "run segment-everything every N frames (--auto)"),
@@ -110,6 +141,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     ]:
         default = getattr(d, name)
         s.add_argument("--" + name.replace("_", "-"), dest=name, type=type(default), default=default, help=help_text)
+    s.add_argument("--audio-top1", dest="audio_top1", action="store_true",
+                   help="audio: ground only the most probable sound (SAM-Track grounds every label kept)")
     s.add_argument("--num-memory-frames", type=int, default=d.num_memory_frames,
                    help="SAM 2.1 / EdgeTAM: recent frames kept in each object's memory (default: the model's 6)")
     s.add_argument("--max-conditioning-frames", type=int, default=d.max_conditioning_frames,
@@ -118,8 +151,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 SETTINGS = ("sam_gap", "min_area", "max_obj_num", "min_new_obj_iou", "points_per_side", "pred_iou_thresh",
             "stability_score_thresh", "long_term_mem_gap", "max_len_long_term", "segmenter", "tracker",
-            "device", "dtype", "detector", "audio_model", "box_threshold", "text_threshold", "box_size_threshold",
-            "label_num", "audio_threshold", "num_memory_frames", "max_conditioning_frames")
+            "device", "precision", "detector", "audio_model", "box_threshold", "text_threshold", "box_size_threshold",
+            "label_num", "audio_threshold", "audio_top1", "num_memory_frames", "max_conditioning_frames")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -139,12 +172,15 @@ def job_from_args(args: argparse.Namespace) -> TrackJob:
             raise InputError("--auto takes only --text (categories to detect), not clicks, boxes or a prompts file")
         categories = ". ".join(t.strip(" .") for t in texts) or None
         prompts = {}
+    elif args.discover is not None:
+        categories = args.discover.strip() or None
     if not args.auto and not prompts and not args.resume and not args.audio:
-        raise InputError("nothing to track: give --auto, --audio, or prompts with --click/--box/--text/--prompts")
+        raise InputError("nothing to track: give --auto, --audio, or prompts with --click/--box/--stroke/--text/"
+                         "--prompts")
     settings = settings_from_args(args)
     return TrackJob(str(args.input), str(args.out), settings, prompts, auto=args.auto, categories=categories,
-                    audio=args.audio, backward=args.backward, end=args.end, video=not args.no_video,
-                    gif=not args.no_gif, resume=args.resume)
+                    discover=args.discover is not None, audio=args.audio, backward=args.backward, end=args.end,
+                    fps=args.fps, video=not args.no_video, gif=not args.no_gif, resume=args.resume)
 
 
 def run(args: argparse.Namespace) -> int:

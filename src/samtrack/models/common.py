@@ -34,14 +34,38 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def check_precision(precision: str) -> str:
     """A resolved precision (``fp32``, ``bf16`` or ``fp16``), or an InputError."""
     if precision not in PRECISIONS:
-        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        raise InputError(f"precision must be one of auto, {', '.join(PRECISIONS)}, not {precision!r}")
     return precision
+
+
+@functools.cache
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where bf16 pays off."""
+    if "AMX" in torch.backends.cpu.get_cpu_capability().upper():
+        return True
+    try:
+        with open("/proc/cpuinfo") as info:
+            flags = next((line for line in info if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """What ``auto`` means on a device, as SAM-Track runs (fp16 autocast on GPUs): fp16 on CUDA,
+    bf16 on CPUs with native bf16, fp32 otherwise. Explicit precisions are returned as they are."""
+    if precision == "auto":
+        if device.type == "cuda":
+            return "fp16"
+        return "bf16" if device.type == "cpu" and native_bf16() else "fp32"
+    return check_precision(precision)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -53,8 +53,8 @@ class ModelPool:
         from samtrack.models.sam.loading import load_prompt_model
         from samtrack.models.segmenter import Segmenter
 
-        key = ("segmenter", settings.segmenter, settings.device, settings.dtype)
-        model = self._get(key, lambda: load_prompt_model(settings.segmenter, settings.device, settings.dtype))
+        key = ("segmenter", settings.segmenter, settings.device, settings.precision)
+        model = self._get(key, lambda: load_prompt_model(settings.segmenter, settings.device, settings.precision))
         return Segmenter(model)
 
     def tracker(self, settings: Settings) -> Propagator:

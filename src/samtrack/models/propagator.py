@@ -91,7 +91,7 @@ class TrackerWeights:
     backend: str  # "deaot" or "sam2video"
     name: str
     device: str
-    precision: str  # what runs: fp32, bf16 or fp16
+    precision: str  # what runs (resolved): fp32, bf16 or fp16
     model: Any  # DeAOT: the prepared AOTNetwork; SAM 2.1 / EdgeTAM: (video model, processor)
 
     def propagator(self, *, long_term_mem_gap: int = 9999, max_len_long_term: int = 9999,
@@ -114,7 +114,7 @@ class TrackerWeights:
 
 
 def load_tracker_weights(name: str, checkpoint: str | Path | None = None, device: str = "cpu",
-                         precision: str = "fp32") -> TrackerWeights:
+                         precision: str = "auto") -> TrackerWeights:
     """Load a tracker's weights once (see :func:`load_propagator` for the arguments)."""
     if backend_of(name, checkpoint) == "sam2video":
         from samtrack.models.sam2video.loading import load_sam2_video_model
@@ -128,7 +128,7 @@ def load_tracker_weights(name: str, checkpoint: str | Path | None = None, device
 def load_propagator(name: str, checkpoint: str | Path | None = None, device: str = "cpu",
                     long_term_mem_gap: int = 9999, max_len_long_term: int = 9999,
                     num_memory_frames: int | None = None, max_conditioning_frames: int = 4,
-                    precision: str = "fp32") -> Propagator:
+                    precision: str = "auto") -> Propagator:
     """Any tracker behind the :class:`Propagator` protocol.
 
     Args:
@@ -140,7 +140,9 @@ def load_propagator(name: str, checkpoint: str | Path | None = None, device: str
         device: torch device (``auto`` picks cuda, mps, then cpu).
         long_term_mem_gap, max_len_long_term: DeAOT's memory knobs.
         num_memory_frames, max_conditioning_frames: SAM 2.1 / EdgeTAM's memory knobs.
-        precision: ``fp32`` (exact), ``bf16`` or ``fp16`` autocast.
+        precision: ``fp32`` (exact), ``bf16`` or ``fp16`` autocast; ``auto`` (default) follows SAM-Track,
+            which runs under fp16 autocast on GPUs: fp16 on CUDA, bf16 on CPUs with native bf16
+            (AVX512-BF16 / AMX), fp32 otherwise. The propagator's ``precision`` says what runs.
     """
     weights = load_tracker_weights(name, checkpoint, device, precision)
     return weights.propagator(long_term_mem_gap=long_term_mem_gap, max_len_long_term=max_len_long_term,

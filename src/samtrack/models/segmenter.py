@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from samtrack.errors import InputError
+from samtrack.models.common import TORCH_DTYPES
 from samtrack.models.sam.backends import Embedding, PromptModel
 from samtrack.models.sam.everything import (
     EverythingOptions,
@@ -129,7 +130,7 @@ class Segmenter:
         cls,
         name_or_path: str = "sam-vit-b",
         device: str = "auto",
-        dtype: str = "float32",
+        precision: str = "auto",
         crop_batch_size: int = 1,
     ) -> Segmenter:
         """Load a segmenter.
@@ -139,14 +140,20 @@ class Segmenter:
                 a hub id, a directory saved with ``save_pretrained``, or an original segment-anything
                 checkpoint file (``sam_vit_b_01ec64.pth``), converted on load.
             device: ``auto`` (cuda, then mps, then cpu), ``cpu``, ``cuda`` or ``mps``.
-            dtype: ``float32``, ``bfloat16`` or ``float16`` weights and activations.
+            precision: ``fp32``, ``bf16`` or ``fp16`` weights and activations; ``auto``: fp16 on CUDA,
+                bf16 on CPUs with native bf16, fp32 otherwise.
             crop_batch_size: how many segment-everything crops go through the encoder at once.
         """
-        return cls(load_prompt_model(name_or_path, device, dtype), crop_batch_size=crop_batch_size)
+        return cls(load_prompt_model(name_or_path, device, precision), crop_batch_size=crop_batch_size)
 
     @property
     def family(self) -> str:
         return self.model.family
+
+    @property
+    def precision(self) -> str:
+        """What runs: ``fp32``, ``bf16`` or ``fp16``."""
+        return next(k for k, v in TORCH_DTYPES.items() if v == self.model.dtype)
 
     # --- embeddings -------------------------------------------------------------------------------
 

@@ -12,13 +12,15 @@ if TYPE_CHECKING:
 
 
 def find_new_objects(tracked: np.ndarray, segments: np.ndarray, next_id: int, *, min_new_obj_iou: float,
-                     min_area: int, max_obj_num: int) -> np.ndarray:
+                     min_area: int, max_obj_num: int, max_new_share: float | None = None) -> np.ndarray:
     """Segments that are not yet tracked, numbered from `next_id` upwards.
 
     A segment becomes a new object when the part of it outside every tracked object is at least
     `min_new_obj_iou` of its own area and at least `min_area` pixels, while ids stay <= `max_obj_num`.
     Unlike SAM-Track (which numbers from the current largest id, so its first new object reuses an
     existing id), new ids are always fresh: `next_id` must be larger than every id ever used.
+    With `max_new_share`, new objects that together cover more than that share of the frame are all
+    dropped (SAM-Track's guard in text-category mode, :data:`MAX_NEW_SHARE`).
     Returns a uint8 mask holding only the new objects (0 elsewhere).
     """
     outside = np.where(tracked == 0, segments, 0)
@@ -33,13 +35,22 @@ def find_new_objects(tracked: np.ndarray, segments: np.ndarray, next_id: int, *,
             continue
         lut[seg_id] = obj_id
         obj_id += 1
-    return lut[outside]
+    new = lut[outside]
+    if max_new_share is not None and np.count_nonzero(new) > max_new_share * new.size:
+        new[:] = 0
+    return new
+
+
+# SAM-Track's guard in text-category automatic mode: a key frame whose new objects cover more than
+# this share of the frame adds none of them (a detection spread over the background).
+MAX_NEW_SHARE = 0.4
 
 
 def text_segments(frame: np.ndarray, index: int, caption: str, detector: Any, segmenter: Any,
-                  settings: Settings) -> tuple[np.ndarray, dict[int, dict]]:
+                  settings: Settings, sounds: dict[str, float] | None = None) -> tuple[np.ndarray, dict[int, dict]]:
     """Grounding DINO boxes for `caption` on a frame, each cut by a SAM box prompt, as an id mask of
-    segments and, per segment id, the label and prompt record of the object it would become."""
+    segments and, per segment id, the label and prompt record of the object it would become (with the
+    `sounds`, label -> probability, when the caption was heard in the soundtrack)."""
     s = settings
     detections = detector.detect(frame, caption, box_threshold=s.box_threshold, text_threshold=s.text_threshold,
                                  box_size_threshold=s.box_size_threshold)
@@ -48,7 +59,9 @@ def text_segments(frame: np.ndarray, index: int, caption: str, detector: Any, se
     # Painted from the least to the most confident, so the best detection keeps overlapping pixels.
     for seg_id, det in reversed(list(enumerate(detections[:255], 1))):
         segments[segmenter.box(frame, det.box)] = seg_id
-        info[seg_id] = {"label": det.phrase or caption.strip(" ."),
-                        "prompt": {"kind": "text", "frame": index, "caption": caption,
-                                   "box": [round(v, 2) for v in det.box], "score": round(det.score, 4)}}
+        prompt = {"kind": "audio" if sounds else "text", "frame": index, "caption": caption,
+                  "box": [round(v, 2) for v in det.box], "score": round(det.score, 4)}
+        if sounds:
+            prompt["sounds"] = {label: round(p, 4) for label, p in sounds.items()}
+        info[seg_id] = {"label": det.phrase or caption.strip(" ."), "prompt": prompt}
     return segments, info

@@ -32,17 +32,20 @@ class TrackJob:
     settings: Settings = field(default_factory=Settings)
     prompts: P.Prompts = field(default_factory=dict)  # frame -> typed prompts (samtrack.tracking.prompts)
     auto: bool = False
-    categories: str | None = None  # auto mode: detect these ("swan. duck") instead of segment-everything
+    categories: str | None = None  # auto mode / discover: detect these ("swan. duck"), not segment-everything
+    discover: bool = False  # with prompts: key frames every sam_gap frames add new objects too
     audio: bool = False
     backward: bool = False
     end: int | None = None
+    fps: float | None = None  # frame rate of an image-folder input
     video: bool = True
     gif: bool = True
     resume: bool = False
 
     def needed_models(self) -> list[tuple[str, str]]:
         """(name or path, kind) of every model this job loads, without duplicates."""
-        return P.models_needed(self.settings, self.prompts, everything=self.auto and not self.categories,
+        return P.models_needed(self.settings, self.prompts,
+                               everything=(self.auto or self.discover) and not self.categories,
                                categories=self.categories, audio=self.audio)
 
     def run(self, *, models: ModelPool | None = None, progress: Progress | None = None,
@@ -57,13 +60,14 @@ class TrackJob:
         """
         from samtrack.tracking.session import Session
 
-        source = open_source(self.input)  # a bad input is reported before any model is looked for
+        source = open_source(self.input, fps=self.fps)  # a bad input is reported before any model is looked for
         if self.audio and not self.resume and not source.has_audio:
             raise InputError(f"{self.input} has no audio track, so there is no sound to ground; "
                              "use --text instead of --audio")
         registry.ensure_available(self.needed_models())
         session = Session(source, self.out, self.settings, models=models, resume=self.resume)
         prompts = {f: list(items) for f, items in self.prompts.items()}
+        categories, sounds = self.categories, None
         if self.audio and not self.resume:
             sounds = session.sounds()
             if not sounds:
@@ -71,7 +75,10 @@ class TrackJob:
                                  f"{self.settings.audio_threshold}")
             if log:
                 log("sounds: " + ", ".join(f"{label} {prob:.2f}" for label, prob in sounds))
-            P.add(prompts, P.Text(min(prompts, default=0), sounds[0][0]))
+            if self.auto:  # the sounds are the categories every key frame detects
+                categories = P.join_captions(categories, P.audio_caption(sounds))
+            else:
+                P.add(prompts, P.Text(min(prompts, default=0), P.audio_caption(sounds), tuple(sounds)))
         count = 0
 
         def counted(done: int, total: int, info: dict) -> None:
@@ -83,11 +90,12 @@ class TrackJob:
         started = time.perf_counter()
         try:
             if self.auto:  # continues an interrupted automatic run by itself, up to `end`
-                session.run_auto(self.end, categories=self.categories, progress=counted)
+                session.run_auto(self.end, categories=categories, sounds=sounds, progress=counted)
             elif self.resume and session.resume(prompts, progress=counted):
                 pass
             else:
-                session.track_prompts(prompts, self.end, progress=counted)
+                session.track_prompts(prompts, self.end, discover=self.discover, categories=categories,
+                                      progress=counted)
                 if self.backward:
                     for frame in sorted(f for f in prompts if f > 0):
                         session.propagate_backward(frame, progress=counted)

@@ -60,13 +60,14 @@ class ObjectRegistry:
         return obj_id
 
     def add_segments(self, ids: np.ndarray, segments: np.ndarray, frame: int, *, min_new_obj_iou: float,
-                     min_area: int, info: dict[int, dict] | None = None) -> list[int]:
+                     min_area: int, info: dict[int, dict] | None = None,
+                     max_new_share: float | None = None) -> list[int]:
         """Paint the segments not yet tracked into `ids` (in place) as fresh objects; return their ids.
 
         `info` maps a segment id to the label and prompt of the object it becomes (default: a
-        segment-everything object)."""
+        segment-everything object); `max_new_share`: see :func:`find_new_objects`."""
         new = find_new_objects(ids, segments, self.next_id, min_new_obj_iou=min_new_obj_iou, min_area=min_area,
-                               max_obj_num=self.max_obj_num)
+                               max_obj_num=self.max_obj_num, max_new_share=max_new_share)
         inside = new > 0
         pairs = np.unique(np.stack([new[inside], segments[inside]]), axis=1).T  # (object id, segment id)
         for obj_id, seg_id in pairs.tolist():

@@ -87,10 +87,23 @@ class MaskPrompt:
 
 @dataclass(frozen=True)
 class Text:
-    """Objects named by a caption ("swan. duck"): every detected instance becomes an object."""
+    """Objects named by a caption ("swan. duck"): every detected instance becomes an object. `sounds`:
+    the (AudioSet label, probability) pairs the caption was made from, when it comes from the soundtrack."""
 
     frame: int
     caption: str
+    sounds: tuple[tuple[str, float], ...] = ()
+
+
+def audio_caption(sounds: Iterable[tuple[str, float]]) -> str:
+    """One caption naming every sound label, as Grounding DINO categories ("Bird. Water")."""
+    return join_captions(*(label for label, _ in sounds))
+
+
+def join_captions(*captions: str | None) -> str:
+    """Captions joined into one, each category once, separated by '. ' (Grounding DINO's separator)."""
+    parts = [c.strip(" .") for caption in captions if caption for c in caption.split(".")]
+    return ". ".join(dict.fromkeys(p for p in parts if p))
 
 
 ObjectPrompt = Click | Box | Stroke | MaskPrompt

@@ -51,7 +51,8 @@ class Timeline:
     the stored masks) and continue it after an interruption.
 
     `mode` is ``auto`` for SAM-Track's automatic mode, ``forward`` otherwise; `discover` and
-    `categories` say how key frames find new objects (segment everything, or these text categories).
+    `categories` say how key frames find new objects (segment everything, or these text categories,
+    heard as `sounds` when they come from the soundtrack).
     """
 
     mode: str
@@ -60,6 +61,7 @@ class Timeline:
     keyframes: list[int] = field(default_factory=list)
     discover: bool = False
     categories: str | None = None
+    sounds: dict[str, float] | None = None  # the soundtrack's labels the categories come from
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,7 +71,7 @@ class Timeline:
         if not data:
             return None
         return cls(data["mode"], int(data["start"]), int(data["cursor"]), list(data.get("keyframes", [])),
-                   bool(data.get("discover", data["mode"] == "auto")), data.get("categories"))
+                   bool(data.get("discover", data["mode"] == "auto")), data.get("categories"), data.get("sounds"))
 
     def is_key(self, index: int, gap: int, prompt_frames: Container[int]) -> bool:
         """Whether the pass re-references on this frame: a prompt frame, or a discovery frame."""

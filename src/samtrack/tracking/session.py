@@ -39,7 +39,7 @@ from samtrack.io.outputs import RunWriter
 from samtrack.io.sources import FrameSource, open_source
 from samtrack.models.pool import ModelPool
 from samtrack.tracking import prompts as P
-from samtrack.tracking.discovery import text_segments
+from samtrack.tracking.discovery import MAX_NEW_SHARE, text_segments
 from samtrack.tracking.history import History
 from samtrack.tracking.objects import ObjectRegistry, TrackedObject
 from samtrack.tracking.propagation import Cancelled, FrameResult, Timeline, decoded, propagate
@@ -73,12 +73,12 @@ class Session:
         settings: SAM-Track's parameters and the models to use (default: :class:`Settings`()).
         models: the :class:`ModelPool` to take models from (None: a pool of this session's own).
         resume: continue the run in `out_dir` (its settings and objects are read back).
-        segmenter, tracker, detector: ready-made models to use instead of the pool's.
+        segmenter, tracker, detector, audio_tagger: ready-made models to use instead of the pool's.
     """
 
     def __init__(self, source: str | Path | FrameSource, out_dir: str | Path, settings: Settings | None = None,
                  *, models: ModelPool | None = None, resume: bool = False, segmenter: Any = None,
-                 tracker: Any = None, detector: Any = None) -> None:
+                 tracker: Any = None, detector: Any = None, audio_tagger: Any = None) -> None:
         self.out_dir = Path(out_dir)
         state_file = self.out_dir / SESSION_FILE
         if state_file.exists() and not resume:
@@ -87,7 +87,7 @@ class Session:
         self.source = source if isinstance(source, FrameSource) else open_source(source)
         self.settings = settings or Settings()
         self.models = models if models is not None else ModelPool()
-        self._segmenter, self._tracker, self._detector = segmenter, tracker, detector
+        self._segmenter, self._tracker, self._detector, self._audio = segmenter, tracker, detector, audio_tagger
         self.registry = ObjectRegistry(self.settings.max_obj_num)
         self.history = History((self.source.height, self.source.width))
         self._timeline: Timeline | None = None  # what the tracker's memory holds
@@ -123,6 +123,12 @@ class Session:
         if self._detector is None:
             self._detector = self.models.detector(self.settings)
         return self._detector
+
+    @property
+    def audio_tagger(self) -> Any:
+        if self._audio is None:
+            self._audio = self.models.audio_tagger(self.settings)
+        return self._audio
 
     # ----------------------------------------------------------------- frames, masks, state
     def __len__(self) -> int:
@@ -209,7 +215,7 @@ class Session:
         """Apply a typed prompt (see :mod:`samtrack.tracking.prompts`); returns the ids it added or edited."""
         self._check_frame(prompt.frame)
         if isinstance(prompt, P.Text):
-            return self.add_objects_from_text(prompt.frame, prompt.caption)
+            return self.add_objects_from_text(prompt.frame, prompt.caption, dict(prompt.sounds) or None)
         return [self._add_object(prompt, obj_id)]
 
     def _add_object(self, prompt: P.ObjectPrompt, obj_id: int | None) -> int:
@@ -244,14 +250,16 @@ class Session:
             segments = self.segmenter.everything(self._read(index), **self.settings.everything_args())
             return self._add_segments(index, segments, None, "segment everything")
 
-    def add_objects_from_text(self, frame_index: int, caption: str) -> list[int]:
+    def add_objects_from_text(self, frame_index: int, caption: str,
+                              sounds: dict[str, float] | None = None) -> list[int]:
         """Detect what `caption` names on a frame ("swan. water") and add every instance not yet
-        tracked there as a new object labelled with its phrase. Undoable. Returns the new ids."""
+        tracked there as a new object labelled with its phrase. Undoable. Returns the new ids.
+        `sounds` (label -> probability) records that the caption was heard in the soundtrack."""
         index = self._check_frame(frame_index)
         with self._lock:
             self._idle()
             segments, info = text_segments(self._read(index), index, caption, self.detector, self.segmenter,
-                                           self.settings)
+                                           self.settings, sounds)
             return self._add_segments(index, segments, info, f"text {caption!r}")
 
     def _add_segments(self, index: int, segments: np.ndarray, info: dict | None, name: str) -> list[int]:
@@ -285,23 +293,26 @@ class Session:
 
     # ----------------------------------------------------------------- audio grounding
     def sounds(self, start: float | None = None, end: float | None = None) -> list[tuple[str, float]]:
-        """The AudioSet labels of the input's soundtrack (or a time window), most probable first."""
+        """The AudioSet labels heard in the input's soundtrack (or a time window), most probable first:
+        those above ``audio_threshold`` among the top ``label_num`` (only the first with ``audio_top1``)."""
         from samtrack.models.audio import decode_audio
 
         if not self.source.has_audio:
             raise InputError(f"{self.source.path} has no audio track, so there is no sound to ground")
         waveform, rate = decode_audio(self.source.path, start, end)
-        tagger = self.models.audio_tagger(self.settings)
-        return tagger.tag(waveform, rate, self.settings.label_num, self.settings.audio_threshold)
+        s = self.settings
+        heard = self.audio_tagger.tag(waveform, rate, s.label_num, s.audio_threshold)
+        return heard[:1] if s.audio_top1 else heard
 
     def add_objects_from_audio(self, frame_index: int, start: float | None = None,
                                end: float | None = None) -> tuple[str, list[int]]:
-        """Ground the most probable sound label as a text prompt on a frame; returns (label, new ids)."""
-        labels = self.sounds(start, end)
-        if not labels:
+        """Ground the sounds heard (see :meth:`sounds`), as one caption, on a frame; returns (caption, new ids)."""
+        heard = self.sounds(start, end)
+        if not heard:
             raise InputError(f"no sound label in {self.source.path} is above the threshold "
                              f"{self.settings.audio_threshold}")
-        return labels[0][0], self.add_objects_from_text(frame_index, labels[0][0])
+        caption = P.audio_caption(heard)
+        return caption, self.add_objects_from_text(frame_index, caption, dict(heard))
 
     # ----------------------------------------------------------------- settings
     def update_settings(self, settings: Settings) -> None:
@@ -314,7 +325,7 @@ class Session:
             changed = {k for k, v in new.items() if old.get(k) != v}
             self.settings = settings
             self.registry.max_obj_num = settings.max_obj_num
-            if changed & {"segmenter", "device", "dtype"}:
+            if changed & {"segmenter", "device", "precision"}:
                 self._segmenter = None
             if changed & {"tracker", "tracker_checkpoint", "device", "precision", "long_term_mem_gap",
                           "max_len_long_term", "num_memory_frames", "max_conditioning_frames"}:
@@ -322,6 +333,8 @@ class Session:
                 self._memory_live = False
             if changed & {"detector", "device"}:
                 self._detector = None
+            if changed & {"audio_model", "device"}:
+                self._audio = None
             self._save_state()
 
     # ----------------------------------------------------------------- undo / redo
@@ -393,13 +406,16 @@ class Session:
         self._timeline = Timeline("forward", start, start - 1, [], discover, categories)
         return self._run(start, end, prompts)
 
-    def iter_auto(self, end: int | None = None, *, categories: str | None = None) -> Iterator[FrameResult]:
+    def iter_auto(self, end: int | None = None, *, categories: str | None = None,
+                  sounds: list[tuple[str, float]] | None = None) -> Iterator[FrameResult]:
         """SAM-Track's automatic mode, streamed: segment everything on frame 0 and every `sam_gap`
         frames, add the segments not yet tracked as new objects (fresh ids), track everything between.
 
         With `categories` ("swan. duck"), key frames detect those categories with Grounding DINO
-        instead of segmenting everything (SAM-Track's demo_instseg), and new objects get their label.
-        On a resumed session the pass continues where it stopped.
+        instead of segmenting everything (SAM-Track's demo_instseg), and new objects get their label;
+        a key frame after the first whose new objects would cover more than 40% of it adds none (SAM-Track's
+        guard). `sounds`: the soundtrack's (label, probability) pairs the categories were made from
+        (:meth:`sounds`), recorded with every object. On a resumed session the pass continues where it stopped.
         """
         end = self._end(end)
         tl = self._timeline
@@ -409,7 +425,7 @@ class Session:
             return self._run(None, end, {})
         if len(self.registry) or self.store.has(0):
             raise InputError("automatic mode starts from an empty run; this run already holds objects")
-        self._timeline = Timeline("auto", 0, -1, [], True, categories)
+        self._timeline = Timeline("auto", 0, -1, [], True, categories, dict(sounds) if sounds else None)
         return self._run(0, end, {})
 
     def _keyframe(self, i: int, tracked: np.ndarray | None, prompts: P.Prompts) -> np.ndarray:
@@ -431,14 +447,16 @@ class Session:
             t = time.perf_counter()
             frame = self._read(i)
             if tl.categories:
-                segments, info = text_segments(frame, i, tl.categories, self.detector, self.segmenter, self.settings)
+                segments, info = text_segments(frame, i, tl.categories, self.detector, self.segmenter, self.settings,
+                                               tl.sounds)
                 self._add_time("detect", time.perf_counter() - t)
             else:
                 segments, info = self.segmenter.everything(frame, **self.settings.everything_args()), None
                 self._add_time("segment_everything", time.perf_counter() - t)
             t = time.perf_counter()
+            guard = MAX_NEW_SHARE if tl.categories and i != tl.start else None
             self.registry.add_segments(ids, segments, i, min_new_obj_iou=self.settings.min_new_obj_iou,
-                                       min_area=self.settings.min_area, info=info)
+                                       min_area=self.settings.min_area, info=info, max_new_share=guard)
             self._add_time("merge_new_objects", time.perf_counter() - t)
         tl.keyframes.append(i)
         return ids
@@ -615,9 +633,9 @@ class Session:
                     progress)
 
     def run_auto(self, end: int | None = None, *, categories: str | None = None,
-                 progress: Progress | None = None) -> None:
+                 sounds: list[tuple[str, float]] | None = None, progress: Progress | None = None) -> None:
         """:meth:`iter_auto`, to the end."""
-        self._drain(self.iter_auto(end, categories=categories), progress)
+        self._drain(self.iter_auto(end, categories=categories, sounds=sounds), progress)
 
     def resume(self, prompts: P.Prompts | None = None, *, progress: Progress | None = None) -> bool:
         """Continue the forward pass that was interrupted; False when there is nothing to continue.
@@ -674,6 +692,12 @@ class Session:
         self.registry.max_obj_num = self.settings.max_obj_num
         self._timeline = timeline
 
+    def precision_used(self) -> dict[str, str]:
+        """The precision each model loaded so far runs in (what ``auto`` became on this machine)."""
+        used = {kind: getattr(model, "precision", None)
+                for kind, model in (("segmenter", self._segmenter), ("tracker", self._tracker))}
+        return {kind: p for kind, p in used.items() if p is not None}
+
     def finalize(self, *, video: bool = True, gif: bool = True, timings: dict | None = None,
                  progress: bool = True) -> dict[str, Path]:
         """Write the overlay video/GIF, masks.zip, masks_rle.json, objects.json and run.json.
@@ -689,7 +713,7 @@ class Session:
             self._checkpoint()
             s = self.settings
             models = {"segmenter": s.segmenter, "tracker": s.tracker, "tracker_checkpoint": s.tracker_checkpoint,
-                      "device": s.device}
+                      "device": s.device, "precision": self.precision_used()}
             return self.run.finalize(self.registry.summary(), s.to_dict(), models, {**self.timings, **(timings or {})},
                                      video=video, gif=gif, progress=progress)
 

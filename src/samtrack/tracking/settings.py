@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")  # as samtrack.models.common (kept free of torch here)
+
 
 @dataclass
 class Settings:
@@ -27,8 +29,7 @@ class Settings:
     tracker: str = "r50-deaotl"
     tracker_checkpoint: str | None = None
     device: str = "cpu"
-    dtype: str = "float32"  # segmenter precision
-    precision: str = "fp32"  # tracker precision: fp32, bf16 or fp16
+    precision: str = "auto"  # tracker and segmenter: auto, fp32, bf16 or fp16 (see models.common.resolve_precision)
     # text and audio grounding (SAM-Track's detector / audio defaults)
     detector: str = "grounding-dino-tiny"
     box_threshold: float = 0.25
@@ -37,6 +38,7 @@ class Settings:
     audio_model: str = "ast-audioset"
     label_num: int = 6
     audio_threshold: float = 0.05
+    audio_top1: bool = False  # ground only the most probable sound (SAM-Track grounds all of them)
     # aot_args
     long_term_mem_gap: int = 9999
     max_len_long_term: int = 9999
@@ -53,6 +55,8 @@ class Settings:
             raise InputError(f"max_obj_num must be in 1..255 (ids are stored as uint8), got {self.max_obj_num}")
         if not 0.0 <= self.min_new_obj_iou <= 1.0:
             raise InputError(f"min_new_obj_iou must be in [0, 1], got {self.min_new_obj_iou}")
+        if self.precision not in PRECISION_CHOICES:
+            raise InputError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, not {self.precision!r}")
         if self.long_term_mem_gap < 1 or self.max_len_long_term < 1:
             raise InputError("long_term_mem_gap and max_len_long_term must be >= 1")
 

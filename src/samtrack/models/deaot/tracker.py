@@ -23,10 +23,11 @@ from samtrack.models.common import (
     check_precision,
     keep_freed_cpu_memory,
     resolve_device,
+    resolve_precision,
 )
 from samtrack.models.deaot.checkpoint import load_checkpoint
 from samtrack.models.deaot.config import VariantConfig, get_variant
-from samtrack.models.deaot.engine import Engine
+from samtrack.models.deaot.engine import FILL_LOGIT, Engine
 from samtrack.models.deaot.network import AOTNetwork
 from samtrack.models.deaot.preprocess import normalize, resize_frame, resize_mask, target_size
 from samtrack.models.propagator import TrackerWeights
@@ -95,6 +96,7 @@ class DeAOTTracker:
         self.max_len_long_term = max_len_long_term
         self.engines: list[Engine] = []
         self.obj_nums = 0
+        self.referenced = np.zeros(MAX_OBJECTS + 1, bool)  # ids given to add_reference so far
         self.frame_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
         self.last_native_logits: list[torch.Tensor] = []
@@ -109,6 +111,7 @@ class DeAOTTracker:
         """Forget every object and memory (the official ``restart_tracker``)."""
         self.engines = []
         self.obj_nums = 0
+        self.referenced = np.zeros(MAX_OBJECTS + 1, bool)  # ids given to add_reference so far
         self.frame_size = self.input_size = None
         self.last_native_logits = []
         self._last_frame = self._last_enc = None
@@ -152,6 +155,15 @@ class DeAOTTracker:
             counts[-1] = self.obj_nums % self.max_obj_per_engine
         return counts
 
+    def _drop_unreferenced(self, k: int, logits: torch.Tensor) -> torch.Tensor:
+        """Engine `k`'s logits with the slots of ids below the highest one that were never referenced
+        (ids need not be consecutive) filled like unused slots, so they never win a pixel."""
+        first = k * self.max_obj_per_engine
+        slots = np.flatnonzero(~self.referenced[first + 1:first + logits.shape[1]]) + 1
+        if len(slots):
+            logits[:, torch.from_numpy(slots)] = FILL_LOGIT
+        return logits
+
     @torch.inference_mode()
     def add_reference(self, frame: np.ndarray, id_mask: np.ndarray) -> None:
         """(Re)reference all objects on this frame; new ids (up to 255) join as new objects."""
@@ -164,6 +176,7 @@ class DeAOTTracker:
             self.frame_size = frame.shape[:2]
             self.input_size = target_size(*self.frame_size, self.cfg.align_corners)
         self.obj_nums = max(self.obj_nums, top)
+        self.referenced[np.unique(id_mask)] = True
         while len(self.engines) < max(math.ceil(self.obj_nums / self.max_obj_per_engine), 1):
             self.engines.append(Engine(self.net, self.long_term_mem_gap, self.max_len_long_term))
         mask = self._mask_tensor(id_mask)
@@ -187,7 +200,8 @@ class DeAOTTracker:
         with self._autocast():
             for engine in self.engines:
                 engine.propagate(enc)
-            self.last_native_logits = [engine.decode() for engine in self.engines]
+            self.last_native_logits = [self._drop_unreferenced(k, engine.decode())
+                                       for k, engine in enumerate(self.engines)]
         # the empty slots (-1e10) add nothing to the merge and never win the argmax: drop them first
         upsampled = [F.interpolate(x[:, :count + 1], size=self.frame_size, mode="bilinear",
                                    align_corners=self.cfg.align_corners)
@@ -213,9 +227,10 @@ class DeAOTTracker:
 
 
 def load_deaot_weights(name: str = "r50-deaotl", checkpoint: str | Path | None = None, device: str = "cpu",
-                       precision: str = "fp32") -> TrackerWeights:
+                       precision: str = "auto") -> TrackerWeights:
     """A DeAOT/AOT network loaded from an official checkpoint and prepared for inference, to share."""
-    check_precision(precision)
+    dev = resolve_device(device)
+    precision = resolve_precision(precision, dev)
     cfg = get_variant(name)
     if checkpoint is None:
         from samtrack.models.registry import resolve_file
@@ -224,7 +239,6 @@ def load_deaot_weights(name: str = "r50-deaotl", checkpoint: str | Path | None =
     network = AOTNetwork(cfg)
     load_checkpoint(network, checkpoint)
     try:
-        dev = resolve_device(device)
         prepare_network(network, dev)
     except (RuntimeError, AssertionError) as exc:  # e.g. an unavailable CUDA device
         raise ModelError(f"cannot put the tracker on device {device!r}: {exc}") from exc

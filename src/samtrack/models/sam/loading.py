@@ -15,13 +15,11 @@ from transformers import (
     SamModel,
 )
 
-from samtrack.errors import InputError, ModelError
-from samtrack.models.common import resolve_device
+from samtrack.errors import ModelError
+from samtrack.models.common import TORCH_DTYPES, resolve_device, resolve_precision
 from samtrack.models.registry import resolve_pretrained
 from samtrack.models.sam.backends import PromptModel, Sam2PromptModel, SamHQPromptModel
 from samtrack.models.sam.convert import sam_from_official_checkpoint
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 # config.json model_type -> (model class, image processor class, backend class)
 _FAMILIES = {
@@ -30,14 +28,6 @@ _FAMILIES = {
     "sam2": (Sam2Model, Sam2ImageProcessor, Sam2PromptModel),
     "edgetam": (EdgeTamModel, Sam2ImageProcessor, Sam2PromptModel),
 }
-
-
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
-        return dtype
-    if dtype not in DTYPES:
-        raise InputError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
-    return DTYPES[dtype]
 
 
 def _model_type(directory: Path) -> str:
@@ -53,11 +43,11 @@ def _model_type(directory: Path) -> str:
     return model_type
 
 
-def load_prompt_model(
-    name_or_path: str, device: str | torch.device = "auto", dtype: str | torch.dtype = "float32"
-) -> PromptModel:
-    """Load a SAM-family model by registry name, hub id, save_pretrained directory or original ``.pth`` file."""
-    target_device, target_dtype = resolve_device(device), resolve_dtype(dtype)
+def load_prompt_model(name_or_path: str, device: str | torch.device = "auto", precision: str = "auto") -> PromptModel:
+    """Load a SAM-family model by registry name, hub id, save_pretrained directory or original ``.pth`` file,
+    its weights and activations in `precision` (``auto``: see :func:`samtrack.models.common.resolve_precision`)."""
+    target_device = resolve_device(device)
+    target_dtype = TORCH_DTYPES[resolve_precision(precision, target_device)]
     local = Path(str(name_or_path)).expanduser()
     path = local if local.is_file() else Path(resolve_pretrained(str(name_or_path), "segmenter"))
     if path.is_file():

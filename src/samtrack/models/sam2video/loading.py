@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from samtrack.errors import ModelError
-from samtrack.models.common import resolve_device
+from samtrack.models.common import resolve_device, resolve_precision
 from samtrack.models.propagator import SAM2_VIDEO_TYPES, TrackerWeights, _model_type
 from samtrack.models.registry import resolve_pretrained
 
@@ -34,11 +34,13 @@ def default_processor(image_size: int) -> Any:
 
 
 def load_sam2_video_model(name_or_path: str, device: str | torch.device = "cpu",
-                          precision: str = "fp32") -> TrackerWeights:
+                          precision: str = "auto") -> TrackerWeights:
     """SAM 2.1 / EdgeTAM video-model weights from a registry name (``sam2.1-tiny`` ... ``edgetam``), a hub
     id or a directory saved with ``save_pretrained``, to make propagators from."""
     from transformers import Sam2VideoProcessor
 
+    dev = resolve_device(device)
+    precision = resolve_precision(precision, dev)
     directory = Path(resolve_pretrained(str(name_or_path), "tracker"))
     model_type = _model_type(directory)
     if model_type not in SAM2_VIDEO_TYPES:
@@ -56,6 +58,5 @@ def load_sam2_video_model(name_or_path: str, device: str | torch.device = "cpu",
         processor = Sam2VideoProcessor.from_pretrained(directory)
     except (OSError, ValueError):  # a directory with the model only: SAM 2's standard preprocessing
         processor = default_processor(model.config.image_size)
-    dev = resolve_device(device)
     model.to(dev).eval()
     return TrackerWeights("sam2video", str(name_or_path), str(dev), precision, (model, processor))
