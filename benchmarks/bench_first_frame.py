@@ -58,14 +58,15 @@ def child(sam: str, out: str, precision: str) -> None:
         "--tracker", "deaot-t", "--checkpoint", str(DEAOT_T), "--precision", precision, "--end", "3",
         "--no-video", "--no-gif"])
     job = job_from_args(args)
-    pool = ModelPool()
-    models = {"segmenter": pool.segmenter(job.settings), "tracker": pool.tracker(job.settings)}
+    pool = ModelPool()  # load the weights now; the job's session takes its models from the pool
+    precision = pool.tracker(job.settings).precision
+    pool.segmenter(job.settings)
     loaded = time.time()
     stamps: list[float] = []
-    job.run(models=models, progress=lambda done, total, info: stamps.append(time.time()), render_progress=False)
+    job.run(models=pool, progress=lambda done, total, info: stamps.append(time.time()), render_progress=False)
     print(json.dumps({"imported": imported, "loaded": loaded, "reference": stamps[0], "tracked": stamps[1],
                       "transformers_video": "transformers.models.sam2_video" in sys.modules,
-                      "precision": models["tracker"].precision}))
+                      "precision": precision}))
 
 
 def matmul_gflops(n: int = 1024, repeats: int = 10) -> float:
