@@ -2,11 +2,10 @@
 
 On a DAVIS 480p frame (854×480): vision-encoder latency for several CPU configurations (attention
 kernel, fp32 / bf16 weights / bf16 autocast, threads), per-click latency once the frame is embedded,
-segment-everything per frame with SAM-Track's settings (crops one by one or batched through the
-encoder), and how much bf16 changes the click logits and masks compared with fp32.
+and how much bf16 changes the click logits and masks compared with fp32. Segment-everything has its
+own benchmark, bench_everything.py.
 
-    .venv/bin/python benchmarks/bench_segmenter.py [--runs 2] [--parts encoder click everything bf16]
-        [--threads 2] [--official]
+    .venv/bin/python benchmarks/bench_segmenter.py [--runs 2] [--parts encoder click bf16] [--threads 2]
 
 The machine may be shared: numbers are the median of ``--runs`` and noisy.
 """
@@ -92,31 +91,6 @@ def bench_click(frame: np.ndarray, runs: int) -> None:
         print(f"| box | {str(dtype)[6:]} | {ms:.0f} |", flush=True)
 
 
-def bench_everything(frame: np.ndarray, runs: int, official: bool) -> None:
-    print("\n## Segment everything, SAM-Track settings (16 points/side, 1 crop layer: 5 encoder passes, 512 prompts)")
-    print("| implementation | seconds/frame | masks |\n|---|---|---|")
-    settings = {"points_per_side": 16, "pred_iou_thresh": 0.8, "stability_score_thresh": 0.9, "crop_n_layers": 1,
-                "crop_n_points_downscale_factor": 2, "min_mask_region_area": 200}
-    model = sam_vit_b()
-    if official:
-        from segment_anything import SamAutomaticMaskGenerator, sam_model_registry
-
-        sam = sam_model_registry["vit_b"]().eval()  # random weights, the official layout
-        start = time.perf_counter()
-        anns = SamAutomaticMaskGenerator(sam, **settings).generate(frame)
-        print(f"| official segment-anything SamAutomaticMaskGenerator | {time.perf_counter() - start:.1f} "
-              f"| {len(anns)} |", flush=True)
-    for label, batch in (("samtrack, crops one by one", 1), ("samtrack, 4 crops batched through the encoder", 4)):
-        seg = segmenter(model, torch.float32, batch)
-        seconds = []
-        for _ in range(runs):
-            seg._cache = None  # a new frame every time: all five encoder passes count
-            start = time.perf_counter()
-            records = seg.generate(frame, **settings)
-            seconds.append(time.perf_counter() - start)
-        print(f"| {label} | {statistics.median(seconds):.1f} | {len(records)} |", flush=True)
-
-
 def click_logits(seg: Segmenter, frame: np.ndarray, point: tuple[int, int]) -> torch.Tensor:
     """First-pass multimask low-resolution logits of one positive click."""
     seg.prepare(frame)
@@ -143,10 +117,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--official", action="store_true",
-                        help="also time segment-anything's own generator (needs the dev extra)")
-    parser.add_argument("--parts", nargs="+", default=["encoder", "click", "everything", "bf16"],
-                        choices=["encoder", "click", "everything", "bf16"])
+    parser.add_argument("--parts", nargs="+", default=["encoder", "click", "bf16"], choices=["encoder", "click", "bf16"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     frame = np.array(Image.open(FRAME).convert("RGB"))
@@ -157,8 +128,6 @@ def main() -> None:
             bench_encoder(frame, args.runs, args.threads)
         if "click" in args.parts:
             bench_click(frame, args.runs)
-        if "everything" in args.parts:
-            bench_everything(frame, args.runs, args.official)
         if "bf16" in args.parts:
             bench_bf16_agreement(frame)
 

@@ -25,7 +25,9 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("bench_deaot.py", [], ["--frames", "2", "--memory-frames", "50"]),
     ("bench_trackers.py", [], ["--frames", "20", "--models", "deaot-t", "r50-deaotl", "sam2.1-tiny", "edgetam"]),
-    ("bench_segmenter.py", [], ["--runs", "1", "--parts", "encoder", "click", "everything"]),
+    ("bench_segmenter.py", [], ["--runs", "1", "--parts", "encoder", "click"]),
+    ("bench_everything.py", ["--impl", "fp32", "bf16", "official", "sam2.1-tiny", "edgetam", "--agreement", "3",
+                             "--overlap", "9"], ["--impl", "fp32", "bf16"]),
     ("bench_grounding_audio.py", [], ["--runs", "1", "--dtypes", "float32"]),
     ("bench_pipeline.py", ["--long", "2000"], ["--frames", "20"]),
     ("bench_render.py", [], ["--repeats", "1"]),
