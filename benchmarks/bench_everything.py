@@ -167,8 +167,8 @@ def bench_speed(path: Path, frame: np.ndarray, impls: list[str], runs: int) -> N
     work = {"encoder": N_CROPS * encoder_gflop(config.vision_config),
             "decoder": N_PROMPTS * decoder_gflop_per_prompt(config.mask_decoder_config, side)}
     runners = {"official": lambda: official_runner(path),
-               "fp32": lambda: samtrack_runner(Segmenter.load(str(path), device="cpu", dtype="float32")),
-               "bf16": lambda: samtrack_runner(Segmenter.load(str(path), device="cpu", dtype="bfloat16")),
+               "fp32": lambda: samtrack_runner(Segmenter.load(str(path), device="cpu", precision="fp32")),
+               "bf16": lambda: samtrack_runner(Segmenter.load(str(path), device="cpu", precision="bf16")),
                "sam2.1-tiny": lambda: samtrack_runner(sam2_family("sam2.1-tiny")),
                "edgetam": lambda: samtrack_runner(sam2_family("edgetam"))}
     loaded = {name: runners[name]() for name in impls}
@@ -219,8 +219,8 @@ def bench_agreement(path: Path, n_frames: int) -> None:
     both models are first scaled by the same power of two (exact in bf16) to a standard deviation
     of about 8, so that segment-everything returns masks to compare.
     """
-    fp32 = Segmenter.load(str(path), device="cpu", dtype="float32")
-    bf16 = Segmenter.load(str(path), device="cpu", dtype="bfloat16")
+    fp32 = Segmenter.load(str(path), device="cpu", precision="fp32")
+    bf16 = Segmenter.load(str(path), device="cpu", precision="bf16")
     print("\n## bf16 vs fp32 (same random ViT-B weights): full-frame grid logits, id masks of everything()")
     print("| frame | max abs logit diff | mean abs diff | fp32 logit std | logit sign agreement | "
           "id mask pixel agreement | objects fp32 / bf16 |")
@@ -259,7 +259,7 @@ def bench_overlap(path: Path, n_frames: int) -> None:
 
     files = sorted((DAVIS / "blackswan").glob("*.jpg"))[: n_frames + 1]
     frames = [np.array(Image.open(f).convert("RGB")) for f in files]
-    seg = Segmenter.load(str(path), device="cpu", dtype="float32")
+    seg = Segmenter.load(str(path), device="cpu", precision="fp32")
     tracker = load_propagator("r50-deaotl", checkpoint=FIXTURES / "r50_deaotl.pth")
     reference = np.zeros(frames[0].shape[:2], np.uint8)
     reference[100:300, 200:500] = 1
