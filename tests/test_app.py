@@ -185,6 +185,13 @@ def test_click_on_the_image_uses_the_mode(server, small_mp4):
     with pytest.raises(gr.Error, match="positive click"):
         h.new_object(request)
         h.click("Negative click", gr.SelectData(None, {"index": [10, 10], "value": None}), request)
+    h.new_object(request)
+    assert "object 3" in h.gesture('{"kind": "box", "box": [10, 10, 60, 50], "t": 1}', request)[-1]  # a drag
+    h.select_object(1, request)
+    h.click("Positive click", gr.SelectData(None, {"index": [80, 60], "value": None}), request)
+    assert "Object 1: 2 click(s)" in h.gesture('{"kind": "negative", "point": [200, 110], "t": 2}', request)[-1]
+    with pytest.raises(gr.Error, match="unknown gesture"):
+        h.gesture('{"kind": "box"}', request)
     folder = h.workspaces.get("select-test").folder
     h.unload(request)
     assert not folder.exists()

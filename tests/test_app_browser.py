@@ -1,5 +1,6 @@
 """The web app in a real browser (headless Debian chromium driven by Playwright), end to end:
-upload blackswan.mp4, click the swan, track 10 frames, go to frame 5, add a box object, track again,
+upload blackswan.mp4, click the swan (left, then a right/negative click), track 10 frames, go to
+frame 5 (with the ◀ button), drag a box for a second object, track again,
 download the masks zip and check both ids are in it. A screenshot of each step goes to
 $SAMTRACK_APP_SCREENSHOTS (default: the test's tmp dir)."""
 
@@ -25,6 +26,7 @@ CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", shutil.which("chromiu
                 None)
 TIMEOUT = 120_000  # ms; tracking 10 full-size frames on a busy 2-core machine
 SWAN = (360, 300)  # a pixel on the swan in frame 0 of blackswan (854x480)
+OFF_SWAN = (100, 420)  # water
 BOX = (560, 360, 800, 460)  # water at the bottom right on frame 5
 
 
@@ -70,6 +72,8 @@ def test_browser_click_track_roll_back_download(app_url, blackswan_mp4, tmp_path
 
             page.mouse.click(*image_point(page, *SWAN))
             expect(status).to_contain_text("Object 1: 1 click(s) on frame 0")
+            page.mouse.click(*image_point(page, *OFF_SWAN), button="right")  # a negative click refines it
+            expect(status).to_contain_text("Object 1: 2 click(s) on frame 0")
             page.get_by_role("tab", name="Objects").click()
             expect(page.locator("#objects")).to_contain_text("object 1")
             page.screenshot(path=shots / "2-swan-clicked.png")
@@ -83,12 +87,12 @@ def test_browser_click_track_roll_back_download(app_url, blackswan_mp4, tmp_path
             for frame in range(9, 4, -1):
                 page.locator("#prev").click()
                 expect(status).to_contain_text(f"Frame {frame} of 49")
-            page.get_by_role("radio", name="Box").check()
             page.locator("#new-object").click()
             expect(status).to_contain_text("The next prompt makes a new object")
-            page.mouse.click(*image_point(page, *BOX[:2]))
-            expect(status).to_contain_text("opposite corner")
-            page.mouse.click(*image_point(page, *BOX[2:]))
+            page.mouse.move(*image_point(page, *BOX[:2]))  # drag a box
+            page.mouse.down()
+            page.mouse.move(*image_point(page, *BOX[2:]), steps=5)
+            page.mouse.up()
             expect(status).to_contain_text("Box → object 2")
             page.screenshot(path=shots / "4-box-on-frame-5.png")
 

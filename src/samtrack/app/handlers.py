@@ -10,6 +10,7 @@ the layout; clicks stay on their own queue.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -247,6 +248,23 @@ class Handlers:
             made = self.add_click(ws.frame, x, y, mode != "Negative click", ws.selected, ws)
             ms = (time.perf_counter() - started) * 1000
             return self.view(ws, f"Object {made}: {len(ws.points)} click(s) on frame {ws.frame} ({ms:.0f} ms).")
+
+    def gesture(self, data: str, request: gr.Request) -> tuple:
+        """A gesture from the page's script: {"kind": "negative", "point": [x, y]} (right click) or
+        {"kind": "box", "box": [x0, y0, x1, y1]} (drag), on the frame on screen."""
+        ws = self.ws(request)
+        try:
+            event = json.loads(data)
+            kind = event["kind"]
+            values = [float(v) for v in event["point" if kind == "negative" else "box"]]
+        except (ValueError, KeyError, TypeError):
+            raise gr.Error(f"unknown gesture {data!r}") from None
+        with page_errors(), ws.lock:
+            if kind == "negative":
+                made = self.add_click(ws.frame, *values[:2], False, ws.selected, ws)
+                return self.view(ws, f"Object {made}: {len(ws.points)} click(s) on frame {ws.frame}.")
+            made = self.add_box(ws.frame, tuple(values[:4]), ws.selected, ws)
+            return self.view(ws, f"Box → object {made}.")
 
     def new_object(self, request: gr.Request) -> tuple:
         ws = self.ws(request)

@@ -15,6 +15,7 @@ from typing import Any
 
 import gradio as gr
 
+from samtrack.app.gestures import GESTURES_JS
 from samtrack.app.handlers import NEW_OBJECT, Handlers
 from samtrack.app.workspace import AppConfig
 from samtrack.models import registry
@@ -26,6 +27,7 @@ CSS = """
 .samtrack-objects {width: 100%; border-collapse: collapse}
 .samtrack-objects td, .samtrack-objects th {padding: 2px 8px; text-align: left}
 .samtrack-selected {font-weight: bold; outline: 2px solid var(--color-accent)}
+.samtrack-hidden {display: none !important}
 """
 
 
@@ -81,7 +83,10 @@ def build_app(config: AppConfig | None = None, models: Any = None) -> gr.Blocks:
                     slider = gr.Slider(0, 1, value=0, step=1, label="Frame", elem_id="slider", scale=4)
                     next_btn = gr.Button("Next ▶", size="sm", elem_id="next")
                 mode = gr.Radio(["Positive click", "Negative click", "Box"], value="Positive click",
-                                label="Click adds", elem_id="mode")
+                                label="Left click adds (Box: click two corners)", elem_id="mode",
+                                info="Right click: negative click · drag: box · ←/→: frames · Ctrl+Z/Y: undo/redo")
+                gesture = gr.Textbox(elem_id="gesture", elem_classes=["samtrack-hidden"], show_label=False,
+                                     container=False)
                 with gr.Row():
                     new_btn = gr.Button("New object", elem_id="new-object")
                     undo_btn = gr.Button("Undo", elem_id="undo")
@@ -158,6 +163,7 @@ def build_app(config: AppConfig | None = None, models: Any = None) -> gr.Blocks:
         prev_btn.click(h.previous, None, view, api_visibility="private", **quiet, **LIGHT)
         next_btn.click(h.next, None, view, api_visibility="private", **quiet, **LIGHT)
         image.select(h.click, [mode], view, api_visibility="private", **quiet, **LIGHT)
+        gesture.change(h.gesture, [gesture], view, api_visibility="private", **quiet, **LIGHT)
         new_btn.click(h.new_object, None, view, api_visibility="private", **quiet, **LIGHT)
         undo_btn.click(h.undo, None, view, api_name="undo", **quiet, **LIGHT)
         redo_btn.click(h.redo, None, view, api_name="redo", **quiet, **LIGHT)
@@ -189,5 +195,5 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int | None = None, bl
     demo.queue(default_concurrency_limit=1)
     demo.launch(server_name=host, server_port=port, share=False, quiet=True,
                 max_file_size=demo.handlers.config.max_upload_bytes,
-                prevent_thread_lock=not block, show_error=True, css=CSS)
+                prevent_thread_lock=not block, show_error=True, css=CSS, js=GESTURES_JS)
     return demo.local_url
