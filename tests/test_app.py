@@ -103,7 +103,7 @@ def test_two_clients_are_isolated(server, small_mp4, blackswan_mp4):
     assert b.predict(0, 400, 250, True, 0, api_name="/add_click")["object"] == 1  # b's own id space
     assert a.predict(0, 30, 30, True, 0, api_name="/add_click")["object"] == 2
     assert objects(a)["frames"] == 12 and objects(b)["frames"] == 50
-    applied = b.predict("deaot-t", 5, 8, 255, 20, 0.5, 9999, 9999, "fp32", "float32", api_name="/settings")
+    applied = b.predict("deaot-t", 5, 8, 255, 20, 0.5, 9999, 9999, "fp32", api_name="/settings")
     assert "sam_gap=5" in applied and [o["id"] for o in objects(b)["objects"]] == [1]  # objects kept
     b.predict(api_name="/undo")
     assert [o["id"] for o in objects(b)["objects"]] == []
