@@ -45,7 +45,7 @@ def outputs(run: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def ray_session():
     """One local Ray instance for the module (starting one costs seconds); the runner joins it."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield
     ray.shutdown()
 

@@ -64,7 +64,8 @@ def _connect(address: str | None, res: Resources) -> bool:
                              "`ray start --head`, or leave --address out to run on this machine") from exc
     else:
         needed = math.ceil((res.workers or 1) * res.cpus_per_worker)  # else a worker would wait forever
-        ray.init(num_cpus=max(os.cpu_count() or 1, needed), include_dashboard=False, **common)
+        # address="local": a new instance even when this machine runs a cluster (that one needs --address)
+        ray.init(address="local", num_cpus=max(os.cpu_count() or 1, needed), include_dashboard=False, **common)
     return True
 
 
