@@ -197,6 +197,33 @@ def test_click_on_the_image_uses_the_mode(server, small_mp4):
     assert not folder.exists()
 
 
+def test_brush_stroke_and_segment_everything_keep_or_drop(server, small_mp4):
+    demo, _ = server
+    h = demo.handlers
+    request = gr.Request(session_hash="more-prompts")
+    ws = h.workspaces.get("more-prompts")
+    # random SAM weights predict low IoU/stability: open the thresholds so segment-everything finds segments
+    ws.settings = Settings.from_dict({**ws.settings.to_dict(), "points_per_side": 4, "pred_iou_thresh": 0.0,
+                                      "stability_score_thresh": 0.0, "crop_n_layers": 0, "min_area": 20,
+                                      "min_mask_region_area": 0})
+    h.open_video(str(small_mp4), 30, request)
+    *view, keep = h.everything(request)
+    found = keep["value"]
+    assert found == list(range(1, len(found) + 1)) and "new objects" in view[-1]
+    *view, _ = h.keep_segments(found[:1], request)  # untick all but the first
+    assert sorted(ws.session.objects) == [1]
+    layer = np.zeros((120, 212, 4), np.uint8)
+    layer[50:56, 60:140] = (255, 48, 48, 255)  # a horizontal stroke
+    editor = h.brush_frame(request)
+    assert editor["background"].shape == (120, 212, 3)
+    h.new_object(request)
+    view = h.brush({**editor, "layers": [layer]}, request)
+    assert f"Stroke → object {found[-1] + 1}" in view[-1]  # ids are never reused
+    with pytest.raises(gr.Error, match="paint a stroke"):
+        h.brush({**editor, "layers": [np.zeros_like(layer)]}, request)
+    h.unload(request)
+
+
 def test_zip_extraction_rejects_unsafe_names(tmp_path):
     for name in ("../x.jpg", "/etc/x.jpg", "a/../../x.png", "C:/x.jpg"):
         archive = tmp_path / "a.zip"

@@ -5,6 +5,10 @@ Modules: `layout` (the page and its wiring, API endpoints), `handlers` (what eac
 (frame rendering, object list).
 """
 
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before Gradio loads: no request leaves the machine
+
 from samtrack.app.layout import build_app, launch
 from samtrack.app.workspace import AppConfig
 
