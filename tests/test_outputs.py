@@ -391,25 +391,28 @@ def test_after_a_failed_background_write_no_later_mask_is_written(tmp_path: Path
 
     from samtrack.errors import OutputError
 
-    n = 5
+    n = 6
     source = subset(tmp_path, n=n)
-    run = RunWriter(tmp_path / "run", source, background=True)
+    run = RunWriter(tmp_path / "run", source, background=True, max_pending=8)
     real = outputs_module.save_id_mask
     space = {"left": 2}
+    started = threading.Event()
 
     def save(path, ids):
+        started.wait(5)  # every mask is queued before the first is written
         if space["left"] == 0:
+            space["left"] = 10  # space freed: the masks queued behind the failed one must still not appear
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         space["left"] -= 1
         real(path, ids)
 
     monkeypatch.setattr(outputs_module, "save_id_mask", save)
-    with pytest.raises(OutputError, match="the disk is full"):
-        for i in range(n):
-            run.write_mask(i, gt("blackswan", i))
+    for i in range(n - 1):
+        run.write_mask(i, gt("blackswan", i))
+    started.set()
+    with pytest.raises(OutputError, match="00002.png: the disk is full"):
         run.flush()
-    space["left"] = 10  # space freed: a frame after the failed one must still not appear
-    with pytest.raises(OutputError, match="the disk is full"):
-        run.flush()
-    run.close()  # reported already: closing does not raise it again
-    assert run.done_frames() == [0, 1]
+    assert run.done_frames() == [0, 1]  # no gap: 3 and 4 were dropped
+    run.write_mask(5, gt("blackswan", 5))  # reported: the writer works again
+    run.close()
+    assert run.done_frames() == [0, 1, 5]

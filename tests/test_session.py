@@ -179,11 +179,12 @@ def test_cli_track_with_box_on_video_writes_every_output(blackswan_mp4, tiny_sam
     assert code == 0
     for name in ("overlay.mp4", "masks.zip", "masks_rle.json", "objects.json", "run.json"):
         assert (out / name).is_file(), name
-    assert len(list((out / "masks").glob("*.png"))) == 50  # untracked frames get empty masks
+    assert len(list((out / "masks").glob("*.png"))) == 4  # frames past --end get no mask at all
     objects = json.loads((out / "objects.json").read_text())
     assert objects["1"]["prompt"]["kind"] == "box"
     run = json.loads((out / "run.json").read_text())
     assert run["settings"]["tracker"] == "deaot-t" and run["settings"]["sam_gap"] == 10
+    assert run["frames"]["covered"] == [[0, 3]]
 
 
 def test_cli_tracks_mask_prompts_without_any_segmenter(frames_dir, gt_small, tmp_path):

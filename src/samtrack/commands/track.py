@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from samtrack.errors import InputError
 from samtrack.tracking import prompts as P
@@ -60,7 +61,15 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("input", help="video file (mp4, mov, avi, mkv, webm) or folder of frames (jpg/png)")
     p.add_argument("--out", "-o", required=True, help="run directory to write")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out, up to its last frame (give the command that made it); "
+                        "a finished run is left as it is")
+    p.add_argument("--allow-changes", action="store_true",
+                   help="with --resume: continue with other settings, prompts on frames not tracked yet or "
+                        "another --end (without it, a resume that changes them is refused)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a non-empty --out that holds no samtrack run (its samtrack outputs are "
+                        "replaced, other files kept)")
     add_options(p)
     return p
 
@@ -180,7 +189,8 @@ def job_from_args(args: argparse.Namespace) -> TrackJob:
     settings = settings_from_args(args)
     return TrackJob(str(args.input), str(args.out), settings, prompts, auto=args.auto, categories=categories,
                     discover=args.discover is not None, audio=args.audio, backward=args.backward, end=args.end,
-                    fps=args.fps, video=not args.no_video, gif=not args.no_gif, resume=args.resume)
+                    fps=args.fps, video=not args.no_video, gif=not args.no_gif, resume=args.resume,
+                    force=getattr(args, "force", False), allow_changes=getattr(args, "allow_changes", False))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -200,6 +210,8 @@ def run(args: argparse.Namespace) -> int:
                          render_progress=not args.quiet)
     finally:
         bar.close()
+    if result["note"]:
+        print(f"samtrack: {result['note']}", file=sys.stderr)
     if not args.quiet:
         print(json.dumps({"out": result["out"], "frames": result["frames"], "objects": result["objects"]}))
     return 0

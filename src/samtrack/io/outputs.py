@@ -139,10 +139,9 @@ class RunWriter:
             self.masks_dir.mkdir(exist_ok=True)
         remove_stale_temps(self.masks_dir)
         remove_stale_temps(self.out_dir)
-        # The first failed background write: later masks are not written (a gap would break resuming),
-        # and every later write or flush raises it again; `close` ends it (raising it if never raised).
+        # A failed background write: the masks queued after it are dropped, not written (a gap would break
+        # resuming), and the next write, flush or close raises it.
         self._error: BaseException | None = None
-        self._reported = False
         self._queue: queue.Queue[tuple[int, np.ndarray] | None] | None = None
         self._thread: threading.Thread | None = None
         if background:
@@ -188,8 +187,10 @@ class RunWriter:
 
     def _raise_worker_error(self) -> None:
         if self._error is not None:
-            self._reported = True
-            raise self._error
+            if self._queue is not None and self._thread is not None:
+                self._queue.join()  # the worker drops what was queued after the failure
+            error, self._error = self._error, None
+            raise error
 
     def flush(self) -> None:
         """Wait until every queued mask is on disk (re-raises a failed background write)."""
@@ -203,9 +204,7 @@ class RunWriter:
             self._queue.put(None)
             self._thread.join()
             self._thread = None
-        error, self._error = self._error, None
-        if error is not None and not self._reported:
-            raise error
+        self._raise_worker_error()
 
     def __enter__(self) -> Self:
         return self

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from samtrack.errors import InputError
+from samtrack.errors import InputError, SamtrackError
 from samtrack.io.sources import open_source
 from samtrack.models import registry
 from samtrack.models.pool import ModelPool
@@ -41,6 +42,8 @@ class TrackJob:
     video: bool = True
     gif: bool = True
     resume: bool = False
+    force: bool = False  # write into a non-empty directory that holds no run
+    allow_changes: bool = False  # a resume may change settings, prompts not reached yet and the end frame
 
     def needed_models(self) -> list[tuple[str, str]]:
         """(name or path, kind) of every model this job loads, without duplicates."""
@@ -51,21 +54,26 @@ class TrackJob:
     def run(self, *, models: ModelPool | None = None, progress: Progress | None = None,
             log: Callable[[str], None] | None = None, tracked: Callable[[], None] | None = None,
             render_progress: bool = True) -> dict[str, Any]:
-        """Track the input and write every output; returns {frames, tracked, objects, seconds}.
+        """Track the input and write every output; returns {frames, tracked, objects, seconds, note}.
 
         `models` is the pool to take models from (a batch worker keeps one for all its jobs; default:
         a new one, so the models load for this job); `log` receives what the run has to say (the sounds heard with `audio`);
         `tracked()` is called when tracking is over, before the outputs are rendered. The result's
-        `tracked` counts the frames processed by this call (fewer on a resumed run).
+        `tracked` counts the frames processed by this call (fewer on a resumed run); `note` says when
+        there was nothing to do (a finished run resumed). Bad input, prompts, frame numbers and
+        checkpoint files are refused before any model loads and before anything is written.
         """
         from samtrack.tracking.session import Session
 
         source = open_source(self.input, fps=self.fps)  # a bad input is reported before any model is looked for
+        P.check_prompts(self.prompts, frames=len(source), width=source.width, height=source.height, end=self.end,
+                        max_obj_num=self.settings.max_obj_num)
         if self.audio and not self.resume and not source.has_audio:
             raise InputError(f"{self.input} has no audio track, so there is no sound to ground; "
                              "use --text instead of --audio")
         registry.ensure_available(self.needed_models())
-        session = Session(source, self.out, self.settings, models=models, resume=self.resume)
+        session = Session(source, self.out, self.settings, models=models, resume=self.resume, force=self.force,
+                          allow_changes=self.allow_changes)
         prompts = {f: list(items) for f, items in self.prompts.items()}
         categories, sounds = self.categories, None
         if self.audio and not self.resume:
@@ -88,10 +96,11 @@ class TrackJob:
                 progress(done, total, info)
 
         started = time.perf_counter()
+        note = None
         try:
             if self.auto:  # continues an interrupted automatic run by itself, up to `end`
                 session.run_auto(self.end, categories=categories, sounds=sounds, progress=counted)
-            elif self.resume and session.resume(prompts, progress=counted):
+            elif self.resume and session.resume(prompts or None, end=self.end, progress=counted):
                 pass
             else:
                 session.track_prompts(prompts, self.end, discover=self.discover, categories=categories,
@@ -101,9 +110,17 @@ class TrackJob:
                         session.propagate_backward(frame, progress=counted)
             if tracked:
                 tracked()
-            session.finalize(video=self.video, gif=self.gif, progress=render_progress,
-                             timings={"total_seconds": time.perf_counter() - started})
-        finally:
-            session.close()
+            if self.resume and count == 0 and session.finalized:
+                covered = session.covered()
+                note = (f"{self.out} already holds this finished run (frames {covered[0]}-{covered[-1]}, outputs "
+                        "written); nothing to do")
+            else:
+                session.finalize(video=self.video, gif=self.gif, progress=render_progress,
+                                 timings={"total_seconds": time.perf_counter() - started})
+        except BaseException:
+            with suppress(SamtrackError):  # the first error is the one to report
+                session.close()
+            raise
+        session.close()
         return {"out": str(Path(self.out)), "frames": len(session), "tracked": count,
-                "objects": len(session.objects), "seconds": time.perf_counter() - started}
+                "objects": len(session.objects), "seconds": time.perf_counter() - started, "note": note}

@@ -180,28 +180,87 @@ def parse_prompt_file(path: str | Path) -> Prompts:
     file = Path(path)
     try:
         entries = yaml.safe_load(file.read_text())  # YAML is a superset of JSON
-    except OSError as exc:
-        raise InputError(f"cannot read prompts file {file}: {exc.strerror}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not a text file"
+        raise InputError(f"cannot read the prompts file {file}: {reason}") from exc
     except yaml.YAMLError as exc:
-        raise InputError(f"prompts file {file} is not valid JSON/YAML: {exc}") from exc
+        raise InputError(f"{file} is not valid YAML or JSON: {_yaml_problem(exc)}; fix it there") from exc
     if not isinstance(entries, list):
-        raise InputError(f"prompts file {file} must hold a list of prompts")
+        raise InputError(f"{file} must hold a list of prompts (e.g. '- frame: 0' then 'box: [x0, y0, x1, y1]')")
     prompts: Prompts = {}
-    for n, entry in enumerate(entries):
+    for n, entry in enumerate(entries, 1):
+        where = f"{file}, prompt {n}"
         if not isinstance(entry, dict):
-            raise InputError(f"prompt {n} in {file} is not a mapping")
+            raise InputError(f"{where}: a prompt is a mapping like {{frame: 0, box: [x0, y0, x1, y1]}}, "
+                             f"got {entry!r}")
         unknown = set(entry) - _FILE_KEYS
         if unknown:
-            raise InputError(f"prompt {n} in {file} has unknown keys {sorted(unknown)}")
+            raise InputError(f"{where} has unknown keys {sorted(unknown)}; known: {sorted(_FILE_KEYS)}")
+        frame = entry.get("frame", 0)
+        if isinstance(frame, bool) or not isinstance(frame, int):
+            raise InputError(f"{where}: frame must be a whole number, got {frame!r}")
+        if frame < 0:
+            raise InputError(f"{where}: frame must be 0 or more, got {frame}")
         kwargs = {k: entry[k] for k in ("label", "points", "labels", "box", "stroke", "text") if k in entry}
-        if "mask" in entry:
-            kwargs["mask"] = load_id_mask((file.parent / entry["mask"]).resolve()) > 0
         try:
-            frame = int(entry.get("frame", 0))
+            if "mask" in entry:
+                kwargs["mask"] = load_id_mask((file.parent / str(entry["mask"])).resolve()) > 0
             add(prompts, make_prompt(frame, **kwargs))
         except (InputError, ValueError, TypeError) as exc:
-            raise InputError(f"prompt {n} in {file}: {exc}") from exc
+            raise InputError(f"{where}: {exc}") from exc
     return prompts
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """A YAML error in one line: what is wrong, and where (line and column, counted from 1)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
+
+
+def check_prompts(prompts: Prompts, *, frames: int, width: int, height: int, end: int | None = None,
+                  max_obj_num: int = 255, existing: int = 0) -> None:
+    """Refuse prompts that cannot work, before anything is written or any model loads: frames outside
+    the video or after `end`, clicks and strokes outside the frame, boxes without area or outside it,
+    masks of another size or empty, and more objects than `max_obj_num` (with `existing` ones)."""
+    if end is not None and not 0 <= end < frames:
+        raise InputError(f"the last frame to track (--end {end}) is outside the video (frames 0..{frames - 1})")
+    count = existing
+    for frame, items in sorted(prompts.items()):
+        for p in items:
+            if not 0 <= frame < frames:
+                raise InputError(f"the prompt on frame {frame} is outside the video (frames 0..{frames - 1})")
+            if end is not None and frame > end:
+                raise InputError(f"the prompt on frame {frame} is after the last frame to track (--end {end}); "
+                                 "move it, or track further")
+            check_prompt(p, width, height)
+            count += not isinstance(p, Text)
+    if count > max_obj_num:
+        raise InputError(f"{count} objects would be tracked, but max_obj_num is {max_obj_num}; prompt fewer "
+                         "objects, or raise --max-obj-num (up to 255)")
+
+
+def check_prompt(p: Prompt, width: int, height: int) -> None:
+    """Refuse a prompt whose points, box or mask do not fit a width×height frame."""
+    frame = f"the {width}x{height} frame"
+    if isinstance(p, (Click, Stroke)):
+        what = "click" if isinstance(p, Click) else "stroke point"
+        for x, y in p.points:
+            if not (0 <= x < width and 0 <= y < height):
+                raise InputError(f"{what} ({x:g}, {y:g}) on frame {p.frame} is outside {frame}")
+    elif isinstance(p, Box):
+        x0, y0, x1, y1 = p.box
+        shown = f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) on frame {p.frame}"
+        if x1 <= x0 or y1 <= y0:
+            raise InputError(f"{shown} has no area: give x0, y0, x1, y1 with x1 > x0 and y1 > y0")
+        if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+            raise InputError(f"{shown} lies outside {frame}")
+    elif isinstance(p, MaskPrompt):
+        h, w = p.mask.shape[:2]
+        if (h, w) != (height, width):
+            raise InputError(f"mask of the prompt on frame {p.frame} is {w}x{h}, the frame is {width}x{height}")
+        if not p.mask.any():
+            raise InputError(f"mask of the prompt on frame {p.frame} is empty")
 
 
 def group_cli_items(items: Iterable[tuple[str, Any]]) -> Prompts:

@@ -25,7 +25,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from samtrack.errors import InputError
-from samtrack.io.atomic import atomic_path
+from samtrack.errors import InputError, OutputError
+from samtrack.io.atomic import DISK_FULL, atomic_path
 from samtrack.io.outputs import RunWriter
 from samtrack.io.sources import FrameSource, open_source
 from samtrack.models.pool import ModelPool
@@ -43,6 +43,14 @@ from samtrack.tracking.discovery import MAX_NEW_SHARE, text_segments
 from samtrack.tracking.history import History
 from samtrack.tracking.objects import ObjectRegistry, TrackedObject
 from samtrack.tracking.propagation import Cancelled, FrameResult, Timeline, decoded, propagate
+from samtrack.tracking.runrecord import (
+    SESSION_FILE,
+    RunRecord,
+    discard_if_empty,
+    open_run_dir,
+    prompt_records,
+    remove_outputs,
+)
 from samtrack.tracking.settings import Settings
 from samtrack.tracking.store import MaskStore
 
@@ -50,7 +58,6 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 Progress = Callable[[int, int, dict], None]  # (frames done, frames total, info)
-SESSION_FILE = "session.json"
 
 
 @dataclass(frozen=True)
@@ -72,20 +79,35 @@ class Session:
         out_dir: the run directory (masks/, session.json, then the outputs of :meth:`finalize`).
         settings: SAM-Track's parameters and the models to use (default: :class:`Settings`()).
         models: the :class:`ModelPool` to take models from (None: a pool of this session's own).
-        resume: continue the run in `out_dir` (its settings and objects are read back).
+        resume: continue the run in `out_dir` (its objects and timeline are read back; with `settings`
+            None, its settings too). The input must be the one the run was made from.
+        force: write into a non-empty directory that holds no run (samtrack's outputs there are replaced).
+        allow_changes: let a resume change the run's settings, its prompts on frames not tracked yet and
+            its last frame; without it such a resume is refused, saying what differs.
         segmenter, tracker, detector, audio_tagger: ready-made models to use instead of the pool's.
+
+    The session holds an exclusive lock on `out_dir` until :meth:`close`: a second session or process
+    writing there is refused at once. A session that wrote nothing leaves no run behind.
     """
 
     def __init__(self, source: str | Path | FrameSource, out_dir: str | Path, settings: Settings | None = None,
-                 *, models: ModelPool | None = None, resume: bool = False, segmenter: Any = None,
-                 tracker: Any = None, detector: Any = None, audio_tagger: Any = None) -> None:
+                 *, models: ModelPool | None = None, resume: bool = False, force: bool = False,
+                 allow_changes: bool = False, segmenter: Any = None, tracker: Any = None,
+                 detector: Any = None, audio_tagger: Any = None) -> None:
         self.out_dir = Path(out_dir)
-        state_file = self.out_dir / SESSION_FILE
-        if state_file.exists() and not resume:
-            raise InputError(f"{self.out_dir} already holds a run; pass resume=True (--resume) to continue it, "
-                             "or choose another output directory")
         self.source = source if isinstance(source, FrameSource) else open_source(source)
         self.settings = settings or Settings()
+        self.allow_changes = allow_changes
+        self._dir_lock, state = open_run_dir(self.out_dir, resume=resume, force=force)
+        try:
+            self._open(state, settings, models, segmenter, tracker, detector, audio_tagger)
+        except BaseException:
+            discard_if_empty(self._dir_lock)
+            raise
+
+    def _open(self, state: dict | None, settings: Settings | None, models: ModelPool | None, segmenter: Any,
+              tracker: Any, detector: Any, audio_tagger: Any) -> None:
+        self._run_record = self._check_record(state, settings)
         self.models = models if models is not None else ModelPool()
         self._segmenter, self._tracker, self._detector, self._audio = segmenter, tracker, detector, audio_tagger
         self.registry = ObjectRegistry(self.settings.max_obj_num)
@@ -99,11 +121,39 @@ class Session:
         self._running = False
         self._in_keyframe = False  # a running pass applies a key frame's prompts itself
         self._status = Status("idle")
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         self.run = RunWriter(self.out_dir, self.source, background=True)
         self.store = MaskStore(self.run)
-        if resume and state_file.exists():
-            self._load_state(state_file)
+        self._had_state = state is not None
+        self._finalized_at = -1  # store.writes when the outputs were last written (-1: never)
+        if state is not None:
+            self._load_state(state)
+
+    def _check_record(self, state: dict | None, settings: Settings | None) -> RunRecord:
+        """The record of this run; on a resume, refuse another input and (unless allowed) new settings."""
+        record = RunRecord.of(self.source, self.settings)
+        if state is None:
+            return record
+        if state.get("frames") != len(self.source):
+            raise InputError(f"{self.source.path} is not the input of the run in {self.out_dir} ({state.get('frames')} "
+                             f"frames then, {len(self.source)} now); resume with that input, or write a new run to "
+                             "another output directory")
+        recorded = RunRecord.from_state(state)
+        if recorded is None:  # a run from before records were kept: its settings, as then
+            recorded = RunRecord(record.input, dict(state.get("settings") or {}))
+            settings = None
+        problem = record.input_problem(recorded, self.out_dir, self.source.path)
+        if problem:
+            raise InputError(problem)
+        if settings is None:
+            self.settings = Settings.from_dict(recorded.settings)
+        else:
+            changes = record.setting_changes(recorded)
+            if changes and not self.allow_changes:
+                raise InputError(f"cannot resume {self.out_dir}: it was made with other settings ("
+                                 f"{'; '.join(changes)}); give the options it was made with, or pass "
+                                 "allow_changes=True (--allow-changes) to continue with the new values")
+        recorded.input, recorded.settings = record.input, self.settings.to_dict()
+        return recorded
 
     # ----------------------------------------------------------------- models (loaded on first use)
     @property
@@ -226,6 +276,7 @@ class Session:
             else:
                 self.registry.check_room()
             index = prompt.frame
+            P.check_prompt(prompt, self.source.width, self.source.height)  # before the segmenter loads
             obj_mask = prompt.cut(self.segmenter if not isinstance(prompt, P.MaskPrompt) else None,
                                   self._read(index))
             if not obj_mask.any():
@@ -392,18 +443,22 @@ class Session:
         start, end = self._check_frame(start), self._end(end)
         if end < start:
             raise InputError(f"end frame {end} is before start frame {start}; propagate backward instead")
-        prompts = {self._check_frame(f): items for f, items in (prompts or {}).items() if items}
+        prompts = {f: items for f, items in (prompts or {}).items() if items}
+        P.check_prompts(prompts, frames=len(self.source), width=self.source.width, height=self.source.height,
+                        end=end, max_obj_num=self.settings.max_obj_num, existing=len(self.registry))
         if min(prompts, default=start) < start:
             raise InputError(f"prompts on frame {min(prompts)} come before the start frame {start}")
         tl = self._timeline
         if (tl is not None and tl.mode == "forward" and tl.cursor == start and self._memory_live
                 and start not in prompts and (tl.discover, tl.categories) == (discover, categories)):
+            self._run_record.end = end
             return self._run(start + 1, end, prompts)
         if start not in prompts and not discover:
             ref = self.store.get(start)
             if ref is None or not ref.any():
                 raise InputError(f"frame {start} has no objects to propagate; add one there first")
         self._timeline = Timeline("forward", start, start - 1, [], discover, categories)
+        self._run_record.prompts, self._run_record.end = prompt_records(prompts), end
         return self._run(start, end, prompts)
 
     def iter_auto(self, end: int | None = None, *, categories: str | None = None,
@@ -417,15 +472,17 @@ class Session:
         guard). `sounds`: the soundtrack's (label, probability) pairs the categories were made from
         (:meth:`sounds`), recorded with every object. On a resumed session the pass continues where it stopped.
         """
-        end = self._end(end)
         tl = self._timeline
         if tl is not None and tl.mode == "auto":
             if categories and categories != tl.categories:
                 raise InputError(f"this run detects {tl.categories or 'everything'}; it cannot switch to {categories!r}")
-            return self._run(None, end, {})
+            end = self._resume_end(None, end)
+            return iter(()) if self._reached(end) else self._run(None, end, {})
+        end = self._end(end)
         if len(self.registry) or self.store.has(0):
             raise InputError("automatic mode starts from an empty run; this run already holds objects")
         self._timeline = Timeline("auto", 0, -1, [], True, categories, dict(sounds) if sounds else None)
+        self._run_record.prompts, self._run_record.end = {}, end
         return self._run(0, end, {})
 
     def _keyframe(self, i: int, tracked: np.ndarray | None, prompts: P.Prompts) -> np.ndarray:
@@ -548,6 +605,7 @@ class Session:
         on disk when it stops (finished, cancelled, failed or abandoned by the consumer)."""
         t0 = time.perf_counter()
         state = "idle"
+        failed = False
         try:
             while True:
                 with self._lock:
@@ -566,10 +624,25 @@ class Session:
                         continue
                     self._status = Status("running", i, abs(i - origin) + 1, abs(end - origin) + 1)
                 yield FrameResult.of(i, ids)
+        except OutputError as exc:
+            failed, self._memory_live = True, False
+            if exc.errno not in DISK_FULL:
+                raise
+            lo, hi = min(origin, end), max(origin, end)
+            saved = [i for i in range(lo, hi + 1) if self.run.is_done(i)]
+            done = f"{_span(saved)} of {lo}-{hi} are saved" if saved else f"no frame of {lo}-{hi} is saved"
+            raise OutputError(f"{exc}; {done} in {self.out_dir}: free some space, then run the same command "
+                              "with --resume (resume=True)", exc.errno) from exc
         finally:
             with self._lock:
                 inner.close()
-                self._checkpoint()
+                try:
+                    self._checkpoint()
+                except OutputError:
+                    if not failed:
+                        raise
+                    with suppress(OutputError):
+                        self._save_state()  # where the pass got to, if the disk still takes that much
                 self._add_time("track", time.perf_counter() - t0)
                 self._cancel.clear()
                 self._finish(state)
@@ -637,26 +710,61 @@ class Session:
         """:meth:`iter_auto`, to the end."""
         self._drain(self.iter_auto(end, categories=categories, sounds=sounds), progress)
 
-    def resume(self, prompts: P.Prompts | None = None, *, progress: Progress | None = None) -> bool:
-        """Continue the forward pass that was interrupted; False when there is nothing to continue.
+    def resume(self, prompts: P.Prompts | None = None, *, end: int | None = None,
+               progress: Progress | None = None) -> bool:
+        """Continue the forward pass that was interrupted, up to its last frame; False when there is no
+        pass to continue. A pass that had reached its last frame is left as it is.
 
         For a pass made by `track_prompts`, give the same `prompts`: those on frames the pass had not
-        reached yet are applied when it gets there.
+        reached yet are applied when it gets there. `end` None keeps the run's last frame. Other prompts
+        or another `end` are refused unless the session allows changes (and never on frames already
+        tracked), saying what differs.
         """
         tl = self._timeline
         if tl is None:
             return False
-        if tl.cursor >= len(self.source) - 1 and self.store.has(tl.cursor):
-            return True  # the pass had finished
+        end = self._resume_end(prompts, end)
+        if self._reached(end):
+            return True
         if tl.mode == "auto":
-            self.run_auto(progress=progress)
+            self.run_auto(end, progress=progress)
             return True
         last = self._replay()
         if last < tl.start:
             return False
         later = {f: items for f, items in (prompts or {}).items() if f > last}
-        self._drain(self._run(last + 1, len(self.source) - 1, later), progress)
+        self._drain(self._run(last + 1, end, later), progress)
         return True
+
+    def _reached(self, end: int) -> bool:
+        """Whether the pass has tracked and stored every frame up to `end`."""
+        tl = self._timeline
+        return tl is not None and tl.cursor >= end and self.store.has(end)
+
+    def _resume_end(self, prompts: P.Prompts | None, end: int | None) -> int:
+        """The last frame a resumed pass tracks to; refuses prompts or an end that differ from the
+        run's, unless changes are allowed and they concern frames not tracked yet."""
+        tl = self._timeline
+        assert tl is not None
+        recorded, last = self._run_record, len(self.source) - 1
+        new = RunRecord(recorded.input, recorded.settings,
+                        recorded.prompts if prompts is None else prompt_records(prompts),
+                        recorded.end if end is None else self._check_frame(end))
+        allowed, impossible = new.prompt_changes(recorded, tl.cursor)
+        more, never = new.end_changes(recorded, last, tl.cursor)
+        if impossible or never:
+            raise InputError(f"cannot resume {self.out_dir}: {'; '.join(impossible + never)}; a resume cannot "
+                             "change what is tracked already: start a new run in another output directory")
+        if (allowed or more) and not self.allow_changes:
+            raise InputError(f"cannot resume {self.out_dir}: {'; '.join(allowed + more)}; give the prompts and "
+                             "end frame it was made with, or pass allow_changes=True (--allow-changes) to "
+                             "continue with the new ones")
+        unreached = [f for f in recorded.prompts if int(f) > tl.cursor]
+        if prompts is None and unreached:
+            raise InputError(f"cannot resume {self.out_dir} without its prompts: frames {', '.join(unreached)} "
+                             "have prompts it has not reached yet; give the same prompts again")
+        self._run_record = new
+        return last if new.end is None else new.end
 
     # ----------------------------------------------------------------- state, outputs
     def _add_time(self, stage: str, seconds: float) -> None:
@@ -666,7 +774,18 @@ class Session:
         self.store.flush()
         self._save_state()
 
+    def _holds_anything(self) -> bool:
+        """Whether this run has anything to keep (else closing it leaves no run directory behind)."""
+        return self._had_state or self.store.writes > 0 or len(self.registry) > 0
+
+    @property
+    def finalized(self) -> bool:
+        """Whether the outputs of :meth:`finalize` are written and no mask changed since."""
+        return self._finalized_at == self.store.writes
+
     def _save_state(self) -> None:
+        if not self._holds_anything():
+            return
         state = {
             "version": 1,
             "source": str(self.source.path),
@@ -674,23 +793,29 @@ class Session:
             "settings": self.settings.to_dict(),
             **self.registry.to_dict(),
             "timeline": None if self._timeline is None else self._timeline.to_dict(),
+            "run": self._run_record.to_dict(),
+            "finalized": self.finalized,
         }
         with atomic_path(self.out_dir / SESSION_FILE) as tmp:
             tmp.write_text(json.dumps(state, indent=1))
 
-    def _load_state(self, path: Path) -> None:
+    def _load_state(self, state: dict) -> None:
+        path = self.out_dir / SESSION_FILE
         try:
-            state = json.loads(path.read_text())
             self.registry.load_dict(state)
             timeline = Timeline.from_dict(state.get("timeline"))
         except (ValueError, KeyError, TypeError, InputError) as exc:
-            raise InputError(f"{path} is not a samtrack session file ({exc})") from exc
-        if state.get("frames") != len(self.source):
-            raise InputError(f"{path} belongs to a run over {state.get('frames')} frames, but the input has "
-                             f"{len(self.source)}: resume with the same input")
-        self.settings = Settings.from_dict(state.get("settings", {}))
+            raise InputError(f"{path} is not a samtrack session file ({exc}); move the directory aside and "
+                             "start a new run") from exc
         self.registry.max_obj_num = self.settings.max_obj_num
         self._timeline = timeline
+        if state.get("finalized"):
+            self._finalized_at = self.store.writes
+
+    def covered(self) -> list[int]:
+        """The frames that hold a mask: what the run covers, and what :meth:`finalize` writes."""
+        self.store.flush()
+        return [i for i in range(len(self.source)) if self.store.path(i).is_file()]
 
     def precision_used(self) -> dict[str, str]:
         """The precision each model loaded so far runs in (what ``auto`` became on this machine)."""
@@ -702,27 +827,58 @@ class Session:
                  progress: bool = True) -> dict[str, Path]:
         """Write the overlay video/GIF, masks.zip, masks_rle.json, objects.json and run.json.
 
-        Frames that hold no mask yet (before the first prompt, after `end`) get an empty one.
+        They hold the frames the run covers (those with a mask; frames never tracked get none, and
+        run.json lists the covered ranges). Outputs of an earlier finalize that are not written again
+        (e.g. with `video` False) are removed, so every output matches the masks.
         """
         with self._lock:
             self._idle()
-            empty = np.zeros((self.source.height, self.source.width), dtype=np.uint8)
-            for i in range(len(self.source)):
-                if not self.store.has(i):
-                    self.store.put(i, empty)
+            covered = self.covered()
+            if not covered:
+                raise InputError(f"{self.out_dir} has no masks yet: add objects and track before writing outputs")
             self._checkpoint()
+            remove_outputs(self.out_dir)
             s = self.settings
             models = {"segmenter": s.segmenter, "tracker": s.tracker, "tracker_checkpoint": s.tracker_checkpoint,
                       "device": s.device, "precision": self.precision_used()}
-            return self.run.finalize(self.registry.summary(), s.to_dict(), models, {**self.timings, **(timings or {})},
-                                     video=video, gif=gif, progress=progress)
+            try:
+                outputs = self.run.finalize(self.registry.summary(), s.to_dict(), models,
+                                            {**self.timings, **(timings or {})}, video=video, gif=gif,
+                                            frames=covered, progress=progress)
+            except OutputError as exc:
+                if exc.errno not in DISK_FULL:
+                    raise
+                raise OutputError(f"{exc}; the masks of {_span(covered)} are saved in {self.run.masks_dir}: "
+                                  "free some space, then run the same command with --resume (resume=True) to write "
+                                  "the outputs", exc.errno) from exc
+            self._finalized_at = self.store.writes
+            self._save_state()
+            return outputs
 
     def close(self) -> None:
-        """Save the state, finish writing masks and close the frame source. Idempotent."""
+        """Save the state, finish writing masks, close the frame source and release the run directory.
+        Idempotent. A session that wrote nothing leaves no run directory behind."""
         if self._status.state == "closed":
             return
         with self._lock:
-            self._checkpoint()
-            self.store.close()
-            self.source.close()
-            self._status = Status("closed", self._status.frame, self._status.done, self._status.total)
+            try:
+                self._checkpoint()
+                self.store.close()
+            finally:
+                self.source.close()
+                if self._holds_anything():
+                    self._dir_lock.release()
+                else:
+                    discard_if_empty(self._dir_lock)
+                self._status = Status("closed", self._status.frame, self._status.done, self._status.total)
+
+
+def _span(frames: list[int]) -> str:
+    """'frames 0-7' for consecutive frames, else 'frames 0-3, 9-12'."""
+    runs: list[list[int]] = []
+    for i in frames:
+        if runs and runs[-1][1] == i - 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return "frames " + ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs)

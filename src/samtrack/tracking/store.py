@@ -24,6 +24,7 @@ class MaskStore:
         self._recent: OrderedDict[int, np.ndarray] = OrderedDict()
         self._keep = keep
         self._unflushed = False
+        self.writes = 0  # masks put or deleted so far: whether anything changed since a moment
 
     def path(self, index: int) -> Path:
         return self.run.mask_path(index)
@@ -32,6 +33,7 @@ class MaskStore:
         """Store frame `index`'s mask (uint8 H×W); the file appears shortly after."""
         ids = np.ascontiguousarray(ids, dtype=np.uint8)
         self.run.write_mask(index, ids)
+        self.writes += 1
         self._unflushed = True
         self._recent[index] = ids
         self._recent.move_to_end(index)
@@ -57,6 +59,7 @@ class MaskStore:
         self.flush()
         self._recent.pop(index, None)
         self.path(index).unlink(missing_ok=True)
+        self.writes += 1
 
     def flush(self) -> None:
         """Wait until every mask handed to `put` is on disk."""

@@ -1,0 +1,206 @@
+"""A session's run directory: opened under its lock, the record of what made the run, and what a
+resume would change.
+
+    lock, state = open_run_dir(out, resume=False, force=False)   # refuses a busy or foreign directory
+    record = RunRecord.of(source, settings)                     # input identity + settings
+    record.prompts, record.end = prompt_records(prompts), end    # set when a pass starts
+    problems = record.changes_to(old_record, tracked_to=k)       # what a resume would change
+
+The record lives in `session.json` under "run". A resume may not change the input (another video
+mixed into the masks); prompts, settings and the last frame may change only when the caller asks
+(`allow_changes`), and never on frames already tracked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from samtrack.errors import InputError, OutputError
+from samtrack.io.outputs import (
+    MASKS_DIR,
+    MASKS_ZIP,
+    OBJECTS_JSON,
+    OVERLAY_GIF,
+    OVERLAY_MP4,
+    RLE_JSON,
+    RUN_JSON,
+)
+from samtrack.io.rundir import RunLock, contents, input_differences, input_identity
+from samtrack.io.sources import FrameSource
+from samtrack.tracking.settings import Settings
+
+SESSION_FILE = "session.json"
+# The files `finalize` writes: stale once the masks change, and replaced with --force.
+OUTPUT_FILES = (OVERLAY_MP4, OVERLAY_GIF, MASKS_ZIP, RLE_JSON, OBJECTS_JSON, RUN_JSON)
+# Settings that say where a run computes, not what: a resume may change them freely.
+_FREE_SETTINGS = frozenset({"device"})
+
+
+def open_run_dir(out_dir: str | Path, *, resume: bool, force: bool) -> tuple[RunLock, dict | None]:
+    """Lock `out_dir` (creating it) and read the run it holds: (lock, session state or None).
+
+    Refuses a directory another run holds, a run when `resume` is not set, and a non-empty directory
+    that is not a run unless `force` (then samtrack's outputs in it are removed first).
+    """
+    lock = RunLock.open(out_dir)
+    out = lock.out_dir
+    try:
+        state_file = out / SESSION_FILE
+        if state_file.exists():
+            if not resume:
+                raise OutputError(f"{out} already holds a run; pass resume=True (--resume) to continue it, "
+                                  "or choose another output directory")
+            return lock, _read_state(state_file)
+        held = contents(out)
+        if held and not force:
+            shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+            raise OutputError(f"{out} is not empty and holds no samtrack track run ({shown}); choose a new or "
+                              "empty directory, or pass force=True (--force) to write the run there (samtrack's "
+                              "outputs in it are replaced, other files kept)")
+        if held:
+            remove_outputs(out, masks=True)
+        return lock, None
+    except BaseException:
+        discard_if_empty(lock)
+        raise
+
+
+def _read_state(path: Path) -> dict:
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        state = None
+    if not isinstance(state, dict):
+        raise InputError(f"{path} is not a readable samtrack session file; move the directory aside and "
+                         "start a new run")
+    return state
+
+
+def remove_outputs(out: Path, *, masks: bool = False) -> None:
+    """Delete what `finalize` wrote (and, with `masks`, the mask PNGs), so no stale file outlives a change."""
+    for name in OUTPUT_FILES:
+        (out / name).unlink(missing_ok=True)
+    if masks and (out / MASKS_DIR).is_dir():
+        for png in (out / MASKS_DIR).glob("*.png"):
+            png.unlink()
+
+
+def discard_if_empty(lock: RunLock) -> None:
+    """Release `lock`; when the directory holds nothing (a run that never wrote), remove what the
+    session made, so the same command can start afresh."""
+    out = lock.out_dir
+    lock.release()
+    if contents(out):
+        return
+    masks = out / MASKS_DIR
+    if masks.is_dir() and not any(masks.iterdir()):
+        masks.rmdir()
+    if lock.created and out.is_dir() and not any(out.iterdir()):
+        shutil.rmtree(out, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------ prompts
+
+def _plain(value: Any) -> Any:
+    """A JSON-comparable form of a prompt field (masks by digest)."""
+    if isinstance(value, np.ndarray):
+        packed = np.packbits(np.asarray(value, dtype=bool))
+        return {"shape": list(value.shape), "sha256": hashlib.sha256(packed.tobytes()).hexdigest()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    return value
+
+
+def prompt_records(prompts: dict[int, list[Any]]) -> dict[str, list[dict]]:
+    """frame -> what each prompt on it is (kind, every field, masks by digest), for comparing runs."""
+    records: dict[str, list[dict]] = {}
+    for frame, items in sorted(prompts.items()):
+        if items:
+            records[str(frame)] = [{"kind": type(p).__name__,
+                                    **{f.name: _plain(getattr(p, f.name)) for f in dataclasses.fields(p)
+                                       if f.name != "frame"}} for p in items]
+    return records
+
+
+# ------------------------------------------------------------------------------------------- record
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+@dataclass
+class RunRecord:
+    """What made a run: its input's identity, its settings, and (once a pass starts) its prompts and
+    last frame (None: the input's last)."""
+
+    input: dict
+    settings: dict
+    prompts: dict[str, list[dict]] = field(default_factory=dict)
+    end: int | None = None
+
+    @classmethod
+    def of(cls, source: FrameSource, settings: Settings) -> RunRecord:
+        return cls(input_identity(source), settings.to_dict())
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict) -> RunRecord | None:
+        """The record of a session file (None for runs made before records were kept)."""
+        data = state.get("run")
+        if not isinstance(data, dict) or not isinstance(data.get("input"), dict):
+            return None
+        return cls(data["input"], dict(data.get("settings") or {}), dict(data.get("prompts") or {}),
+                   data.get("end"))
+
+    def input_problem(self, recorded: RunRecord, out: Path, given: str | Path) -> str | None:
+        """Why this input cannot continue the `recorded` run in `out` (None when it is the same)."""
+        diffs = input_differences(recorded.input, self.input)
+        if not diffs:
+            return None
+        return (f"{given} is not the input of the run in {out} ({'; '.join(diffs)}; the run was made from "
+                f"{recorded.input.get('path')}); resume with that input, or write a new run to another "
+                "output directory")
+
+    def setting_changes(self, recorded: RunRecord) -> list[str]:
+        """'name: old then, new now' for every setting that differs (where it runs aside)."""
+        keys = sorted((set(recorded.settings) | set(self.settings)) - _FREE_SETTINGS)
+        return [f"{k}: {_show(recorded.settings.get(k))} then, {_show(self.settings.get(k))} now"
+                for k in keys if recorded.settings.get(k) != self.settings.get(k)]
+
+    def prompt_changes(self, recorded: RunRecord, tracked_to: int) -> tuple[list[str], list[str]]:
+        """(changes a resume may make when asked, changes it can never make: frames already tracked)."""
+        allowed, impossible = [], []
+        for key in sorted(set(recorded.prompts) | set(self.prompts), key=int):
+            old, new = recorded.prompts.get(key, []), self.prompts.get(key, [])
+            if old == new:
+                continue
+            what = f"prompts on frame {key} differ ({len(old)} then, {len(new)} now)" if len(old) != len(new) \
+                else f"prompts on frame {key} differ"
+            if int(key) <= tracked_to:
+                impossible.append(f"{what}, but frame {key} is already tracked")
+            else:
+                allowed.append(what)
+        return allowed, impossible
+
+    def end_changes(self, recorded: RunRecord, last_frame: int, tracked_to: int) -> tuple[list[str], list[str]]:
+        """(a change of the last frame a resume may make when asked, one it can never make)."""
+        old = last_frame if recorded.end is None else recorded.end
+        new = last_frame if self.end is None else self.end
+        if old == new:
+            return [], []
+        what = f"last frame to track: {old} then, {new} now"
+        if new < tracked_to:
+            return [], [f"{what}, but frames up to {tracked_to} are already tracked"]
+        return [what], []
