@@ -269,3 +269,16 @@ def test_prompt_file_mistakes_name_the_file_and_the_prompt(clip, tmp_path, capsy
     assert code == 1 and said.count("\n") == 1, said
     assert re.search(says, said), said
     assert "Error" not in said and not (tmp_path / "run").exists()
+
+
+def test_render_is_refused_while_a_run_writes_its_directory(clip, tmp_path, capsys):
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    for i in range(N):
+        Image.fromarray(swan(i).astype(np.uint8) * 255).save(gt / f"{i:05d}.png")
+    out = tmp_path / "run"
+    with RunLock.open(out):
+        code, said = run_cli(["--quiet", "render", str(clip), str(gt), "--out", str(out), "--no-gif",
+                              "--no-video"], capsys)
+    assert code == 1 and "is in use by another samtrack run" in said
+    assert sorted(p.name for p in out.iterdir()) == []

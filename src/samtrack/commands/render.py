@@ -13,6 +13,7 @@ from tqdm import tqdm
 from samtrack.errors import InputError
 from samtrack.io.masks import MAX_ID, load_id_mask
 from samtrack.io.outputs import RunWriter
+from samtrack.io.rundir import RunLock
 from samtrack.io.sources import FrameSource, open_source
 
 
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     with open_source(args.frames, fps=args.fps) as source:
         masks_dir = Path(args.masks)
         files = _mask_files(source, masks_dir)
-        with RunWriter(args.out, source, background=True) as run_dir:
+        with RunLock.open(args.out), RunWriter(args.out, source, background=True) as run_dir:
             in_place = masks_dir.resolve() == run_dir.masks_dir.resolve()
             written, reused = (0, len(files)) if in_place else _copy_masks(run_dir, files, args.quiet)
             masks_s = time.perf_counter() - started

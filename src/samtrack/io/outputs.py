@@ -317,7 +317,7 @@ class RunWriter:
             raise
         outputs[MASKS_ZIP] = self.out_dir / MASKS_ZIP
 
-        ranges = _ranges(covered)
+        ranges = frame_ranges(covered)
         outputs[RLE_JSON] = self._write_rle(rle, info, ranges)
         outputs[OBJECTS_JSON] = self._write_objects(rle, info)
         all_timings = {**(timings or {}), "finalize_s": round(time.perf_counter() - started, 3)}
@@ -382,7 +382,7 @@ class RunWriter:
         return path
 
 
-def _ranges(indices: list[int]) -> list[list[int]]:
+def frame_ranges(indices: list[int]) -> list[list[int]]:
     """Sorted frame indices as inclusive [first, last] runs: [0, 1, 2, 5] -> [[0, 2], [5, 5]]."""
     ranges: list[list[int]] = []
     for i in indices:

@@ -35,7 +35,7 @@ import numpy as np
 
 from samtrack.errors import InputError, OutputError
 from samtrack.io.atomic import DISK_FULL, atomic_path
-from samtrack.io.outputs import RunWriter
+from samtrack.io.outputs import RunWriter, frame_ranges
 from samtrack.io.sources import FrameSource, open_source
 from samtrack.models.pool import ModelPool
 from samtrack.tracking import prompts as P
@@ -375,6 +375,7 @@ class Session:
             old, new = self.settings.to_dict(), settings.to_dict()
             changed = {k for k, v in new.items() if old.get(k) != v}
             self.settings = settings
+            self._run_record.settings = settings.to_dict()
             self.registry.max_obj_num = settings.max_obj_num
             if changed & {"segmenter", "device", "precision"}:
                 self._segmenter = None
@@ -631,7 +632,7 @@ class Session:
             lo, hi = min(origin, end), max(origin, end)
             saved = [i for i in range(lo, hi + 1) if self.run.is_done(i)]
             done = f"{_span(saved)} of {lo}-{hi} are saved" if saved else f"no frame of {lo}-{hi} is saved"
-            raise OutputError(f"{exc}; {done} in {self.out_dir}: free some space, then run the same command "
+            raise OutputError(f"{exc}; {done} in {self.out_dir}: once there is space, run the same command "
                               "with --resume (resume=True)", exc.errno) from exc
         finally:
             with self._lock:
@@ -848,9 +849,9 @@ class Session:
             except OutputError as exc:
                 if exc.errno not in DISK_FULL:
                     raise
-                raise OutputError(f"{exc}; the masks of {_span(covered)} are saved in {self.run.masks_dir}: "
-                                  "free some space, then run the same command with --resume (resume=True) to write "
-                                  "the outputs", exc.errno) from exc
+                raise OutputError(f"{exc}; the masks of {_span(covered)} are saved in {self.run.masks_dir}: once "
+                                  "there is space, run the same command with --resume (resume=True) to write the "
+                                  "outputs", exc.errno) from exc
             self._finalized_at = self.store.writes
             self._save_state()
             return outputs
@@ -875,10 +876,4 @@ class Session:
 
 def _span(frames: list[int]) -> str:
     """'frames 0-7' for consecutive frames, else 'frames 0-3, 9-12'."""
-    runs: list[list[int]] = []
-    for i in frames:
-        if runs and runs[-1][1] == i - 1:
-            runs[-1][1] = i
-        else:
-            runs.append([i, i])
-    return "frames " + ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs)
+    return "frames " + ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in frame_ranges(frames))
