@@ -282,3 +282,14 @@ def test_render_is_refused_while_a_run_writes_its_directory(clip, tmp_path, caps
                               "--no-video"], capsys)
     assert code == 1 and "is in use by another samtrack run" in said
     assert sorted(p.name for p in out.iterdir()) == []
+
+
+def test_a_checkpoint_of_another_model_leaves_no_half_made_run(clip, swan_prompts, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = track(clip, out, "--end", "2", prompts=swan_prompts)
+    wrong = args.index(str(DEAOT_FIXTURES / "deaott.pth"))
+    args[wrong] = str(DEAOT_FIXTURES / "r50_deaotl.pth")
+    code, said = run_cli(args, capsys)
+    assert code == 1 and "r50_deaotl.pth is not a deaot-t checkpoint: it looks like r50-deaotl" in said
+    assert not out.exists()
+    assert run_cli(track(clip, out, "--end", "2", prompts=swan_prompts), capsys)[0] == 0
