@@ -293,3 +293,45 @@ def test_a_checkpoint_of_another_model_leaves_no_half_made_run(clip, swan_prompt
     assert code == 1 and "r50_deaotl.pth is not a deaot-t checkpoint: it looks like r50-deaotl" in said
     assert not out.exists()
     assert run_cli(track(clip, out, "--end", "2", prompts=swan_prompts), capsys)[0] == 0
+
+
+class _Still:
+    """Tracker double: objects stay where they were referenced."""
+
+    def reset(self):
+        self.ids = None
+
+    def add_reference(self, frame, ids):
+        self.ids = ids.copy()
+
+    def track(self, frame, **kwargs):
+        return self.ids.copy()
+
+    def update_memory(self, ids):
+        self.ids = ids.copy()
+
+
+class _OneSegment:
+    """Segmenter double: segment-everything finds one fixed segment."""
+
+    def everything(self, frame, **kwargs):
+        segments = np.zeros(frame.shape[:2], np.uint8)
+        segments[10:40, 20:60] = 1
+        return segments
+
+
+def test_a_finished_auto_run_resumed_does_nothing(clip, tmp_path):
+    from samtrack.tracking.session import Session
+    from samtrack.tracking.settings import Settings
+
+    out, settings = tmp_path / "run", Settings(sam_gap=5, min_area=20)
+    with Session(clip, out, settings, segmenter=_OneSegment(), tracker=_Still()) as s:
+        s.run_auto(end=6)
+        s.finalize(video=False, gif=False, progress=False)
+    before = masks(out)
+    assert sorted(before) == [f"{i:05d}.png" for i in range(7)]
+    with Session(clip, out, settings, resume=True, segmenter=_OneSegment(), tracker=_Still()) as s:
+        assert s.finalized
+        s.run_auto()  # as `track --auto --resume` continues: up to the run's end (6), so nothing to do
+        assert s.resume() and s.finalized
+    assert masks(out) == before

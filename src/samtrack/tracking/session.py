@@ -478,7 +478,7 @@ class Session:
             if categories and categories != tl.categories:
                 raise InputError(f"this run detects {tl.categories or 'everything'}; it cannot switch to {categories!r}")
             end = self._resume_end(None, end)
-            return iter(()) if self._reached(end) else self._run(None, end, {})
+            return _nothing() if self._reached(end) else self._run(None, end, {})
         end = self._end(end)
         if len(self.registry) or self.store.has(0):
             raise InputError("automatic mode starts from an empty run; this run already holds objects")
@@ -872,6 +872,11 @@ class Session:
                 else:
                     discard_if_empty(self._dir_lock)
                 self._status = Status("closed", self._status.frame, self._status.done, self._status.total)
+
+
+def _nothing() -> Iterator[FrameResult]:
+    """The results of a pass that has nothing left to track (a generator, so it can be closed)."""
+    yield from ()
 
 
 def _span(frames: list[int]) -> str:
