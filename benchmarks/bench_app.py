@@ -9,7 +9,7 @@
    `samtrack track` runs (Session.propagate), in alternating paired runs on the same session.
 
     .venv/bin/python benchmarks/bench_app.py [--frames 20] [--clicks 5] [--repeats 2]
-        [--trackers r50-deaotl deaot-t]
+        [--trackers r50-deaotl deaot-t] [--threads N]
 
 Trackers are the official-format random-weight checkpoints in ../shared/fixtures/deaot (full size).
 The machine may be shared: compare numbers only within one run (the matmul peak is printed beside).
@@ -28,6 +28,7 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_batch import matmul_gflops
@@ -112,8 +113,12 @@ def main() -> None:
     parser.add_argument("--clicks", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--trackers", nargs="+", default=["r50-deaotl", "deaot-t"], choices=sorted(DEAOT))
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's); 1 is steadier on a machine shared with other jobs")
     args = parser.parse_args()
-    print(f"torch {__import__('torch').__version__}, {os.cpu_count()} CPUs, matmul peak "
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads, matmul peak "
           f"{matmul_gflops():.0f} GFLOP/s (fp32, 1024²)\n")
     pool = RandomSamPool()
     rows = []
