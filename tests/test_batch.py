@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -149,6 +150,27 @@ def test_a_killed_worker_has_its_input_rescheduled_and_resumed(first_run, tiny_s
     unbroken = outputs(first_run[0] / SEQS[0])  # the same settings up to frame 2
     for i in range(3):
         assert resumed[f"masks/{i:05d}.png"] == unbroken[f"masks/{i:05d}.png"]
+
+
+def test_a_folder_an_earlier_attempt_left_is_taken_over_a_foreign_one_is_not(first_run, tiny_sam, tmp_path):
+    """A worker killed before its session was recorded leaves a folder the next attempt may replace;
+    a folder of the user's that happens to carry an input's name is never written into."""
+    out = tmp_path / "out"
+    items = collect_inputs([str(BLACKSWAN), str(davis_frames(SEQS[0]))])
+    (out / "blackswan" / "masks").mkdir(parents=True)
+    shutil.copy(first_run[0] / "blackswan" / "masks" / "00000.png", out / "blackswan" / "masks")
+    (out / "batch.jsonl").write_text(json.dumps({"name": "blackswan", "input": items[0].input,
+                                                 "status": "interrupted", "attempts": 1}) + "\n")
+    (out / SEQS[0]).mkdir()
+    (out / SEQS[0] / "notes.txt").write_text("mine")
+    args = cli.build_parser().parse_args(["batch", "x", "--out", str(out), "--auto",
+                                          *model_options(tiny_sam, end=1)])
+    result = run_batch(items, args, out, retries=0)
+    records = manifest(out)
+    assert records["blackswan"]["status"] == "done" and records["blackswan"]["tracked"] == 2
+    assert records[SEQS[0]]["status"] == "failed" and "not empty" in records[SEQS[0]]["error"]
+    assert sorted(p.name for p in (out / SEQS[0]).iterdir()) == ["notes.txt"]
+    assert [r["name"] for r in result.failed] == [SEQS[0]]
 
 
 def test_manifest_rows_name_inputs_and_override_what_to_track(tmp_path):
