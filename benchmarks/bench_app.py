@@ -9,7 +9,7 @@
    `samtrack track` runs (Session.propagate), in alternating paired runs on the same session.
 
     .venv/bin/python benchmarks/bench_app.py [--frames 20] [--clicks 5] [--repeats 2]
-        [--trackers r50-deaotl deaot-t] [--threads N]
+        [--trackers r50-deaotl deaot-t] [--threads N] [--parts click track]
 
 Trackers are the official-format random-weight checkpoints in ../shared/fixtures/deaot (full size).
 The machine may be shared: compare numbers only within one run (the matmul peak is printed beside).
@@ -35,6 +35,7 @@ from bench_batch import matmul_gflops
 from bench_segmenter import sam_vit_b, segmenter
 
 from samtrack.app import AppConfig, build_app
+from samtrack.io.masks import load_id_mask
 from samtrack.models.pool import ModelPool
 from samtrack.tracking.settings import Settings
 
@@ -42,6 +43,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 VIDEO = SHARED / "data" / "videos" / "blackswan.mp4"
 DEAOT = {"r50-deaotl": SHARED / "fixtures" / "deaot" / "r50_deaotl.pth",
          "deaot-t": SHARED / "fixtures" / "deaot" / "deaott.pth"}
+SWAN_MASK = SHARED / "data" / "davis2016" / "Annotations" / "480p" / "blackswan" / "00000.png"
 CLICKS = [(360, 300), (430, 210), (300, 330), (470, 260), (250, 300), (400, 350)]
 
 
@@ -50,9 +52,11 @@ class RandomSamPool(ModelPool):
 
     def __init__(self) -> None:
         super().__init__()
-        self.sam = sam_vit_b()
+        self.sam = None
 
     def segmenter(self, settings: Settings):
+        if self.sam is None:
+            self.sam = sam_vit_b()
         return segmenter(self.sam)
 
 
@@ -113,6 +117,7 @@ def main() -> None:
     parser.add_argument("--clicks", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--trackers", nargs="+", default=["r50-deaotl", "deaot-t"], choices=sorted(DEAOT))
+    parser.add_argument("--parts", nargs="+", default=["click", "track"], choices=["click", "track"])
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's); 1 is steadier on a machine shared with other jobs")
     args = parser.parse_args()
@@ -129,20 +134,22 @@ def main() -> None:
             request = gr.Request(session_hash=f"bench-{tracker}")
             try:
                 demo.handlers.open_video(str(VIDEO), 0, request)
-                if n == 0:
+                if n == 0 and "click" in args.parts:
                     bench_clicks(demo, request, args.clicks)
-                else:
-                    demo.handlers.click("Positive click", gr.SelectData(None, {"index": list(CLICKS[0]),
-                                                                               "value": None}), request)
-                rows.append((tracker, *bench_tracking(demo, request, args.frames, args.repeats)))
+                if "track" in args.parts:
+                    session = demo.handlers.workspaces.get(request.session_hash).session
+                    if not session.objects:  # the swan's ground-truth mask as the object to track
+                        session.add_object(0, mask=load_id_mask(SWAN_MASK) > 0, label="swan")
+                    rows.append((tracker, *bench_tracking(demo, request, args.frames, args.repeats)))
             finally:
                 demo.handlers.workspaces.close()
-        print(f"\nTracking blackswan frames 0-{args.frames - 1} (854×480, 1 object), median of {args.repeats} "
-              "alternating runs, full-size random weights:\n")
-        print("| tracker | engine loop (`samtrack track`) | app, live preview of every frame | preview cost |")
-        print("|---|---:|---:|---:|")
-        for tracker, engine, app in rows:
-            print(f"| {tracker} | {engine:.2f} frames/s | {app:.2f} frames/s | {(engine / app - 1) * 100:+.1f}% |")
+        if rows:
+            print(f"\nTracking blackswan frames 0-{args.frames - 1} (854×480, 1 object), median of {args.repeats} "
+                  "alternating runs, full-size random weights:\n")
+            print("| tracker | engine loop (`samtrack track`) | app, live preview of every frame | preview cost |")
+            print("|---|---:|---:|---:|")
+            for tracker, engine, app in rows:
+                print(f"| {tracker} | {engine:.2f} frames/s | {app:.2f} frames/s | {(engine / app - 1) * 100:+.1f}% |")
     print(f"\nmatmul peak after the runs: {matmul_gflops():.0f} GFLOP/s")
 
 
