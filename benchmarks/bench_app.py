@@ -6,7 +6,9 @@
    a frame also runs the image encoder; it is shown apart.
 2. Tracking frames/s from frame 0 over ``--frames`` frames of blackswan (854×480), the app's streaming
    handler with every frame's preview rendered and encoded as Gradio would, against the engine loop
-   `samtrack track` runs (Session.propagate), in alternating paired runs on the same session.
+   `samtrack track` runs (Session.propagate), in alternating paired runs on the same session; and the
+   preview's own work per frame (view + JPEG on the tracked masks) timed alone, as a share of a
+   tracked frame: the steadier number on a busy machine.
 
     .venv/bin/python benchmarks/bench_app.py [--frames 20] [--clicks 5] [--repeats 2]
         [--trackers r50-deaotl deaot-t] [--threads N] [--parts click track]
@@ -87,7 +89,8 @@ def bench_clicks(demo: gr.Blocks, request: gr.Request, clicks: int) -> None:
           f"{post * 1000:.0f} ms | {(handler + post) * 1000:.0f} ms |")
 
 
-def bench_tracking(demo: gr.Blocks, request: gr.Request, frames: int, repeats: int) -> tuple[float, float]:
+def bench_tracking(demo: gr.Blocks, request: gr.Request, frames: int,
+                   repeats: int) -> tuple[float, float, float]:
     h, image = demo.handlers, frame_component(demo)
     session = h.workspaces.get(request.session_hash).session
     last = frames - 1
@@ -104,11 +107,23 @@ def bench_tracking(demo: gr.Blocks, request: gr.Request, frames: int, repeats: i
             image.postprocess(view[0])
         return time.perf_counter() - t
 
-    engine, app = [], []
+    def preview_work() -> float:
+        """Median seconds of one frame's preview alone (view + image postprocess), on the tracked masks."""
+        ws = h.workspaces.get(request.session_hash)
+        times = []
+        for i in range(frames):
+            ws.frame = i
+            t = time.perf_counter()
+            image.postprocess(h.view(ws, "", ids=session.mask(i))[0])
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+
+    engine, app, preview = [], [], []
     for _ in range(repeats):
         engine.append(engine_loop())
         app.append(app_preview())
-    return frames / statistics.median(engine), frames / statistics.median(app)
+        preview.append(preview_work())
+    return frames / statistics.median(engine), frames / statistics.median(app), statistics.median(preview)
 
 
 def main() -> None:
@@ -146,10 +161,12 @@ def main() -> None:
         if rows:
             print(f"\nTracking blackswan frames 0-{args.frames - 1} (854×480, 1 object), median of {args.repeats} "
                   "alternating runs, full-size random weights:\n")
-            print("| tracker | engine loop (`samtrack track`) | app, live preview of every frame | preview cost |")
-            print("|---|---:|---:|---:|")
-            for tracker, engine, app in rows:
-                print(f"| {tracker} | {engine:.2f} frames/s | {app:.2f} frames/s | {(engine / app - 1) * 100:+.1f}% |")
+            print("| tracker | engine loop (`samtrack track`) | app, live preview of every frame | difference | "
+                  "preview work per frame | its share of a tracked frame |")
+            print("|---|---:|---:|---:|---:|---:|")
+            for tracker, engine, app, preview in rows:
+                print(f"| {tracker} | {engine:.2f} frames/s | {app:.2f} frames/s | {(engine / app - 1) * 100:+.1f}% | "
+                      f"{preview * 1000:.0f} ms | {preview * engine * 100:.1f}% |")
     print(f"\nmatmul peak after the runs: {matmul_gflops():.0f} GFLOP/s")
 
 
