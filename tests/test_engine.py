@@ -108,3 +108,16 @@ def test_loading_a_deaot_tracker_imports_no_transformers():
             "print('transformers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_closing_a_session_stops_its_running_propagation(clip, tmp_path):
+    frames, swan = clip
+    s = Session(frames, tmp_path / "run", deaot_settings())
+    s.add_object(0, mask=swan)
+    results = s.iter_propagate(0)
+    next(results), next(results)
+    s.close()  # e.g. the browser tab went away while its propagation was between frames
+    with pytest.raises(Cancelled):
+        next(results)
+    assert s.status.state == "closed"
+    assert len(masks_on_disk(tmp_path / "run")) == 2

@@ -637,16 +637,20 @@ class Session:
         finally:
             with self._lock:
                 inner.close()
-                try:
-                    self._checkpoint()
-                except OutputError:
-                    if not failed:
-                        raise
-                    with suppress(OutputError):
-                        self._save_state()  # where the pass got to, if the disk still takes that much
                 self._add_time("track", time.perf_counter() - t0)
                 self._cancel.clear()
-                self._finish(state)
+                if self._status.state == "closed":  # closed under a running pass: close() saved everything
+                    self._running = False
+                else:
+                    try:
+                        self._checkpoint()
+                    except OutputError:
+                        if not failed:
+                            raise
+                        with suppress(OutputError):
+                            self._save_state()  # where the pass got to, if the disk still takes that much
+                    finally:
+                        self._finish(state)
 
     def _replay(self) -> int:
         """Rebuild the tracker's memory of an interrupted forward pass from the stored masks.
@@ -858,9 +862,11 @@ class Session:
 
     def close(self) -> None:
         """Save the state, finish writing masks, close the frame source and release the run directory.
-        Idempotent. A session that wrote nothing leaves no run directory behind."""
+        Idempotent. A session that wrote nothing leaves no run directory behind. A propagation running in
+        another thread is cancelled first: it raises :class:`Cancelled` at its next frame."""
         if self._status.state == "closed":
             return
+        self.cancel()
         with self._lock:
             try:
                 self._checkpoint()
