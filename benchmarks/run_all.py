@@ -32,6 +32,7 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("bench_pipeline.py", ["--long", "2000"], ["--frames", "20"]),
     ("bench_render.py", [], ["--repeats", "1"]),
     ("bench_batch.py", [], ["--videos", "4", "--frames", "10"]),
+    ("bench_first_frame.py", [], ["--runs", "1"]),
 ]
 
 
