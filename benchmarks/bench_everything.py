@@ -1,8 +1,9 @@
 """Segment-everything speed: the official SamAutomaticMaskGenerator vs samtrack on the same ``.pth``.
 
 SAM ViT-B at full size with random weights (speed does not depend on the values; the IoU head's bias is
-raised so that every prompt passes the IoU filter and no work is skipped), saved in the official
-segment-anything layout and loaded by both sides; SAM-Track's settings (16 points per side,
+raised so that every prompt passes the IoU filter and no work is skipped, and the mask logits are
+scaled so that masks pass the stability filter), saved in the official segment-anything layout and
+loaded by both sides; SAM-Track's settings (16 points per side,
 one crop layer: 5 encoder passes and 512 point prompts). The implementations run interleaved, one
 after the other, ``--runs`` times (a shared machine drifts: only numbers of one run compare), and the
 machine's measured matmul peak is printed beside them.
@@ -296,7 +297,7 @@ def bench_overlap(path: Path, n_frames: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--impl", nargs="*", default=["fp32", "bf16", "official"], choices=list(IMPLS),
+    parser.add_argument("--impl", nargs="*", default=["official", "fp32", "bf16"], choices=list(IMPLS),
                         help="what to time (sam2.1-tiny / edgetam: the same settings with those segmenters)")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--agreement", type=int, default=0, help="DAVIS frames for the bf16 agreement (0: skip)")
@@ -319,6 +320,11 @@ def main() -> None:
             # Every predicted IoU passes the 0.8 filter: no prompt's masks are skipped (with random weights
             # most would fail it, which would flatter samtrack's decoder: it skips their upscaling).
             sam.mask_decoder.iou_prediction_head.layers[-1].bias.add_(1.0)
+            # Mask logits well away from 0, so that masks pass the stability filter and the post-processing
+            # has masks to work on (the official generator also fails on a frame without any mask).
+            for mlp in sam.mask_decoder.output_hypernetworks_mlps:
+                mlp.layers[-1].weight.mul_(1000.0)
+                mlp.layers[-1].bias.mul_(1000.0)
         torch.save(sam.state_dict(), path)
         if args.impl:
             bench_speed(path, frame, args.impl, args.runs)
