@@ -33,8 +33,8 @@ import gradio as gr
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_batch import matmul_gflops
 from bench_segmenter import sam_vit_b, segmenter
+from machine import matmul_gflops
 
 from samtrack.app import AppConfig, build_app
 from samtrack.io.masks import load_id_mask

@@ -23,31 +23,13 @@ import time
 from pathlib import Path
 
 import torch
+from machine import matmul_gflops, tiny_sam
 
 ROOT = Path(__file__).resolve().parents[1]
 DAVIS = ROOT.parent / "shared" / "data" / "davis2016" / "JPEGImages" / "480p"
 DEAOT_T = ROOT.parent / "shared" / "fixtures" / "deaot" / "deaott.pth"
 SEQUENCES = ["blackswan", "car-shadow", "motocross-jump", "scooter-black", "libby", "kite-surf",
              "horsejump-high", "drift-straight", "dog", "drift-chicane"]
-
-
-def tiny_sam(folder: Path) -> str:
-    out = folder / "tiny-sam"
-    if not (out / "config.json").exists():
-        sys.path.insert(0, str(ROOT / "tests"))
-        from conftest import save_tiny_sam
-
-        save_tiny_sam(out)
-    return str(out)
-
-
-def matmul_gflops(n: int = 1024, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    t = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - t) / 1e9
 
 
 def samtrack(*argv: str) -> float:

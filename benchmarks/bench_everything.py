@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import matmul_gflops
 from PIL import Image
 
 from samtrack.models.sam.everything import merge_masks
@@ -47,18 +48,6 @@ STAGES = ("encoder", "decoder", "post-processing")
 IMPLS = {"official": "official SamAutomaticMaskGenerator (ViT-B)", "fp32": "samtrack ViT-B fp32",
          "bf16": "samtrack ViT-B bf16", "sam2.1-tiny": "samtrack SAM 2.1 tiny fp32", "edgetam": "samtrack EdgeTAM fp32"}
 VIT_B = ("official", "fp32", "bf16")
-
-
-def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
-    """GFLOP/s of the best of ``reps`` n×n matrix products (all threads)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
 
 
 def encoder_gflop(vision) -> float:
@@ -173,7 +162,7 @@ def bench_speed(path: Path, frame: np.ndarray, impls: list[str], runs: int) -> N
                "sam2.1-tiny": lambda: samtrack_runner(sam2_family("sam2.1-tiny")),
                "edgetam": lambda: samtrack_runner(sam2_family("edgetam"))}
     loaded = {name: runners[name]() for name in impls}
-    peaks_before = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    peaks_before = {"fp32": matmul_gflops(2048, 5, "float32"), "bf16": matmul_gflops(2048, 5, "bfloat16")}
     results: dict[str, list[tuple[float, int, dict[str, float]]]] = defaultdict(list)
     for r in range(runs):
         for name in impls:
@@ -182,7 +171,7 @@ def bench_speed(path: Path, frame: np.ndarray, impls: list[str], runs: int) -> N
             total = time.perf_counter() - start
             results[name].append((total, masks, stages))
             print(f"run {r + 1} {name}: {total:.1f} s, {masks} masks", flush=True)
-    peaks_after = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    peaks_after = {"fp32": matmul_gflops(2048, 5, "float32"), "bf16": matmul_gflops(2048, 5, "bfloat16")}
     peak = {k: (peaks_before[k] + peaks_after[k]) / 2 for k in peaks_before}
     print(f"\nmatmul peak (2048² products, {torch.get_num_threads()} threads): fp32 {peaks_before['fp32']:.0f} → "
           f"{peaks_after['fp32']:.0f} GFLOP/s, bf16 {peaks_before['bf16']:.0f} → {peaks_after['bf16']:.0f} GFLOP/s "

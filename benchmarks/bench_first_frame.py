@@ -29,19 +29,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import matmul_gflops, tiny_sam
+
 ROOT = Path(__file__).resolve().parents[1]
 VIDEO = ROOT.parent / "shared" / "data" / "videos" / "blackswan.mp4"
 DEAOT_T = ROOT.parent / "shared" / "fixtures" / "deaot" / "deaott.pth"
-
-
-def tiny_sam(folder: Path) -> str:
-    out = folder / "tiny-sam"
-    if not (out / "config.json").exists():
-        sys.path.insert(0, str(ROOT / "tests"))
-        from conftest import save_tiny_sam
-
-        save_tiny_sam(out)
-    return str(out)
 
 
 def child(sam: str, out: str, precision: str) -> None:
@@ -67,17 +59,6 @@ def child(sam: str, out: str, precision: str) -> None:
     print(json.dumps({"imported": imported, "loaded": loaded, "reference": stamps[0], "tracked": stamps[1],
                       "transformers_video": "transformers.models.sam2_video" in sys.modules,
                       "precision": precision}))
-
-
-def matmul_gflops(n: int = 1024, repeats: int = 10) -> float:
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    t = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - t) / 1e9
 
 
 def main() -> int:
