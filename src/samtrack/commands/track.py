@@ -213,5 +213,6 @@ def run(args: argparse.Namespace) -> int:
     if result["note"]:
         print(f"samtrack: {result['note']}", file=sys.stderr)
     if not args.quiet:
-        print(json.dumps({"out": result["out"], "frames": result["frames"], "objects": result["objects"]}))
+        print(json.dumps({"out": result["out"], "frames": result["frames"], "tracked": result["tracked"],
+                          "objects": result["objects"]}))
     return 0
