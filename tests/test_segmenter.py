@@ -284,3 +284,44 @@ def test_merge_paints_in_order_drops_small_and_renumbers():
         strips.append(_record(m))
     assert merge_masks(strips, shape, 20, 3).max() == 3
     assert (merge_masks(strips, shape, 20, 3)[30:] == 0).all()
+
+
+@pytest.mark.parametrize("family", ["sam", "sam_hq"])
+@pytest.mark.parametrize("band_bytes", [1, 1 << 30])
+def test_banded_vit_attention_equals_transformers(family, band_bytes, monkeypatch):
+    """The encoder's attention with the relative-position bias built per band of query rows gives
+    transformers' encoder output, whether one band holds every row or each row is its own band."""
+    from transformers import SamHQConfig, SamHQModel
+
+    from samtrack.models.sam import vit
+
+    vision = {"hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 2, "global_attn_indexes": [1],
+              "mlp_dim": 64, "output_channels": 32, "patch_size": 16, "image_size": 192, "window_size": 5}
+    torch.manual_seed(0)
+    model = (SamHQModel(SamHQConfig(vision_config=vision)) if family == "sam_hq"
+             else SamModel(SamConfig(vision_config=vision))).eval()
+    with torch.no_grad():  # non-zero relative positions (they start at zero)
+        for layer in model.vision_encoder.layers:
+            layer.attn.rel_pos_h.normal_()
+            layer.attn.rel_pos_w.normal_()
+    pixels = torch.randn(2, 3, 192, 192)
+    with torch.inference_mode():
+        expected = model.vision_encoder(pixels).last_hidden_state
+        monkeypatch.setattr(vit, "BIAS_BAND_BYTES", band_bytes)
+        vit.use_banded_attention(model.vision_encoder)
+        got = model.vision_encoder(pixels).last_hidden_state
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("original", "resized"), [((480, 854), (576, 1024)), ((290, 500), (594, 1024)),
+                                                   ((1000, 700), (1024, 717)), ((3, 1000), (3, 1024))])
+def test_upscale_equals_the_processors_post_processing(seg, original, resized):
+    """Upscaling only the rows and columns the crop keeps gives post_process_masks' values exactly."""
+    from samtrack.models.sam.backends import Embedding
+
+    side = seg.model.mask_input_size[0]
+    logits = torch.randn(4, 3, side, side, generator=torch.Generator().manual_seed(0)) * 10
+    embedding = Embedding((None,), [resized], [original])
+    expected = seg.model.processor.post_process_masks([logits.reshape(-1, 1, side, side)], [original], [resized],
+                                                      binarize=False)[0].reshape(4, 3, *original)
+    assert torch.equal(seg.model.upscale(logits, embedding), expected)

@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 
+from samtrack.models.common import keep_freed_cpu_memory
 from samtrack.models.sam.grid_decoder import GridDecoder
+from samtrack.models.sam.vit import use_banded_attention
 
 # Point prompts decoded at once by the grid decoder's mask upscaling (bounds its working memory).
 UPSCALE_CHUNK = 8
@@ -67,6 +69,10 @@ class PromptModel:
         self.processor = processor
         self.device = device
         self.dtype = dtype
+        if device.type == "cpu":
+            keep_freed_cpu_memory()
+        if self.family in ("sam", "sam-hq"):
+            use_banded_attention(self.model.vision_encoder)
 
     @property
     def mask_input_size(self) -> tuple[int, int]:
@@ -163,13 +169,26 @@ class PromptModel:
         return decode
 
     def upscale(self, logits: torch.Tensor, embedding: Embedding) -> torch.Tensor:
-        """Low-resolution logits (..., 256, 256) of one image to its original size (float logits)."""
+        """Low-resolution logits (..., 256, 256) of one image to its original size (float logits).
+
+        The image processor's ``post_process_masks``: bilinear to the padded input size (1024²), crop
+        to the resized image, bilinear to the original size; except that the first step only upsamples
+        the low-resolution rows and columns the crop reads (plus one, the bilinear neighbour). The
+        output size stays 4× the input size, so every output pixel has the same source coordinates and
+        weights: the same values, without computing the padding that the crop throws away.
+        """
         shape = logits.shape
         flat = logits.reshape(-1, 1, *shape[-2:]).float()
-        flat = self.processor.post_process_masks(
-            [flat], embedding.original_sizes, embedding.input_sizes, binarize=False
-        )[0]
-        return flat.reshape(*shape[:-2], *embedding.original_sizes[0])
+        (in_h, in_w), original = embedding.input_sizes[0], embedding.original_sizes[0]
+        pad = (self.processor.pad_size["height"], self.processor.pad_size["width"])
+        factor = pad[0] // shape[-2]
+        if pad != (factor * shape[-2], factor * shape[-1]):
+            raise ValueError(f"logits of size {tuple(shape[-2:])} do not scale to the padded input {pad}")
+        rows, cols = min(-(-in_h // factor) + 1, shape[-2]), min(-(-in_w // factor) + 1, shape[-1])
+        flat = F.interpolate(flat[..., :rows, :cols], (rows * factor, cols * factor), mode="bilinear",
+                             align_corners=False)[..., :in_h, :in_w]
+        flat = F.interpolate(flat, original, mode="bilinear", align_corners=False)
+        return flat.reshape(*shape[:-2], *original)
 
     def mask_to_logits(self, mask: np.ndarray, embedding: Embedding) -> torch.Tensor:
         """A binary frame-size mask as a (1, 1, 256, 256) mask prompt, laid out like the decoder's output."""
