@@ -4,9 +4,15 @@ SAM ViT-B at full size with random weights (speed does not depend on the values;
 raised so that every prompt passes the IoU filter and no work is skipped, and the mask logits are
 scaled so that masks pass the stability filter), saved in the official segment-anything layout and
 loaded by both sides; SAM-Track's settings (16 points per side,
-one crop layer: 5 encoder passes and 512 point prompts). The implementations run interleaved, one
-after the other, ``--runs`` times (a shared machine drifts: only numbers of one run compare), and the
-machine's measured matmul peak is printed beside them.
+one crop layer: 5 encoder passes and 512 point prompts). Each implementation is loaded in its own
+process and they run interleaved, one after the other, ``--runs`` times (a shared machine drifts: only
+numbers of one run compare); the machine's measured matmul peak is printed beside them.
+
+samtrack asks glibc to keep freed memory (``keep_freed_cpu_memory``: no mmap'd blocks, so big feature
+maps are not faulted in page by page again on every layer); that setting is process-wide, which is why
+each implementation has a process. ``official`` runs with glibc's defaults, as users run it;
+``official-heap`` is the official generator given samtrack's malloc settings, to show what is left
+of the speed-up without them.
 
 Per stage: encoder (every vision-encoder pass), decoder (prompt encoder + mask decoder) and
 post-processing (everything else: upscaling, filters, NMS, small-region clean-up). Each stage's work is
@@ -14,7 +20,7 @@ counted in the official arrangement (matmul FLOPs from the model's shapes), so "
 nominal work divided by each implementation's time; "% of peak" compares it with the measured peak of
 the precision used.
 
-    python benchmarks/bench_everything.py                      # official, samtrack fp32, samtrack bf16
+    python benchmarks/bench_everything.py                      # official (both mallocs), samtrack fp32, bf16
     python benchmarks/bench_everything.py --impl fp32 bf16     # samtrack only
     python benchmarks/bench_everything.py --impl fp32 sam2.1-tiny edgetam   # key-frame segmenters side by side
     python benchmarks/bench_everything.py --impl --agreement 3     # bf16 vs fp32 on 3 DAVIS frames
@@ -24,6 +30,7 @@ the precision used.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import tempfile
 import time
@@ -36,6 +43,7 @@ import torch
 from machine import matmul_gflops
 from PIL import Image
 
+from samtrack.models.common import keep_freed_cpu_memory
 from samtrack.models.sam.everything import merge_masks
 from samtrack.models.segmenter import Segmenter
 
@@ -45,9 +53,10 @@ SETTINGS = {"points_per_side": 16, "pred_iou_thresh": 0.8, "stability_score_thre
             "crop_n_points_downscale_factor": 2, "min_mask_region_area": 200}
 N_CROPS, N_PROMPTS = 5, 16 * 16 + 4 * 8 * 8
 STAGES = ("encoder", "decoder", "post-processing")
-IMPLS = {"official": "official SamAutomaticMaskGenerator (ViT-B)", "fp32": "samtrack ViT-B fp32",
+IMPLS = {"official": "official SamAutomaticMaskGenerator (ViT-B)",
+         "official-heap": "official SamAutomaticMaskGenerator (ViT-B), samtrack's malloc settings", "fp32": "samtrack ViT-B fp32",
          "bf16": "samtrack ViT-B bf16", "sam2.1-tiny": "samtrack SAM 2.1 tiny fp32", "edgetam": "samtrack EdgeTAM fp32"}
-VIT_B = ("official", "fp32", "bf16")
+VIT_B = ("official", "official-heap", "fp32", "bf16")
 
 
 def encoder_gflop(vision) -> float:
@@ -147,6 +156,48 @@ def samtrack_runner(seg: Segmenter) -> Callable[[np.ndarray], tuple[int, dict[st
     return run
 
 
+def _runner(name: str, path: Path) -> Callable[[np.ndarray], tuple[int, dict[str, float]]]:
+    if name.startswith("official"):
+        if name == "official-heap":
+            keep_freed_cpu_memory()  # the allocator settings samtrack uses, given to the official code
+        return official_runner(path)
+    if name in ("fp32", "bf16"):
+        return samtrack_runner(Segmenter.load(str(path), device="cpu", precision=name))
+    return samtrack_runner(sam2_family(name))
+
+
+def _serve(conn, name: str, path: Path, threads: int) -> None:
+    """Worker process: load one implementation, then time it on every frame it is sent."""
+    torch.set_num_threads(threads)
+    run = _runner(name, path)
+    conn.send("ready")
+    while (frame := conn.recv()) is not None:
+        start = time.perf_counter()
+        masks, stages = run(frame)
+        conn.send((time.perf_counter() - start, masks, stages))
+
+
+class Worker:
+    """One implementation in its own process: each keeps its own malloc settings (samtrack's are
+    process-wide), and one cannot warm the allocator for the next."""
+
+    def __init__(self, name: str, path: Path, threads: int):
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_serve, args=(child, name, path, threads), daemon=True)
+        self.process.start()
+        if self.conn.recv() != "ready":
+            raise RuntimeError(f"{name} failed to load")
+
+    def run(self, frame: np.ndarray) -> tuple[float, int, dict[str, float]]:
+        self.conn.send(frame)
+        return self.conn.recv()
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.process.join()
+
+
 def bench_speed(path: Path, frame: np.ndarray, impls: list[str], runs: int) -> None:
     from segment_anything import sam_model_registry
 
@@ -156,21 +207,16 @@ def bench_speed(path: Path, frame: np.ndarray, impls: list[str], runs: int) -> N
     side = config.prompt_encoder_config.image_embedding_size
     work = {"encoder": N_CROPS * encoder_gflop(config.vision_config),
             "decoder": N_PROMPTS * decoder_gflop_per_prompt(config.mask_decoder_config, side)}
-    runners = {"official": lambda: official_runner(path),
-               "fp32": lambda: samtrack_runner(Segmenter.load(str(path), device="cpu", precision="fp32")),
-               "bf16": lambda: samtrack_runner(Segmenter.load(str(path), device="cpu", precision="bf16")),
-               "sam2.1-tiny": lambda: samtrack_runner(sam2_family("sam2.1-tiny")),
-               "edgetam": lambda: samtrack_runner(sam2_family("edgetam"))}
-    loaded = {name: runners[name]() for name in impls}
+    workers = {name: Worker(name, path, torch.get_num_threads()) for name in impls}
     peaks_before = {"fp32": matmul_gflops(2048, 5, "float32"), "bf16": matmul_gflops(2048, 5, "bfloat16")}
     results: dict[str, list[tuple[float, int, dict[str, float]]]] = defaultdict(list)
     for r in range(runs):
         for name in impls:
-            start = time.perf_counter()
-            masks, stages = loaded[name](frame)
-            total = time.perf_counter() - start
-            results[name].append((total, masks, stages))
+            results[name].append(workers[name].run(frame))
+            total, masks, _ = results[name][-1]
             print(f"run {r + 1} {name}: {total:.1f} s, {masks} masks", flush=True)
+    for worker in workers.values():
+        worker.close()
     peaks_after = {"fp32": matmul_gflops(2048, 5, "float32"), "bf16": matmul_gflops(2048, 5, "bfloat16")}
     peak = {k: (peaks_before[k] + peaks_after[k]) / 2 for k in peaks_before}
     print(f"\nmatmul peak (2048² products, {torch.get_num_threads()} threads): fp32 {peaks_before['fp32']:.0f} → "
@@ -286,7 +332,7 @@ def bench_overlap(path: Path, n_frames: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--impl", nargs="*", default=["official", "fp32", "bf16"], choices=list(IMPLS),
+    parser.add_argument("--impl", nargs="*", default=["official", "official-heap", "fp32", "bf16"], choices=list(IMPLS),
                         help="what to time (sam2.1-tiny / edgetam: the same settings with those segmenters)")
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--agreement", type=int, default=0, help="DAVIS frames for the bf16 agreement (0: skip)")

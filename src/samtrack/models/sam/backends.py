@@ -162,8 +162,11 @@ class PromptModel:
             keep = torch.ones_like(iou, dtype=torch.bool) if min_iou is None else iou > min_iou
             wanted = keep.any(1).nonzero()[:, 0]
             logits = [iou.new_zeros(0, *self.mask_input_size)]
-            for rows in wanted.split(UPSCALE_CHUNK) if len(wanted) else ():
-                logits.append(fast.masks(tokens[rows], keys[rows]).float()[keep[rows]])
+            hyper = fast.hypernetworks(tokens[wanted])
+            for start in range(0, len(wanted), UPSCALE_CHUNK):
+                rows = wanted[start : start + UPSCALE_CHUNK]
+                chunk = fast.masks(hyper[start : start + UPSCALE_CHUNK], keys[rows])
+                logits.append(chunk.float()[keep[rows]])
             return torch.cat(logits), iou[keep], keep
 
         return decode

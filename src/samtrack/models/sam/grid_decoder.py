@@ -108,7 +108,8 @@ class GridDecoder:
         """
         q = _heads(attn.q_proj(queries + token_pe), self.n_heads) * attn.scaling  # (P, h, T, d)
         qk = (q @ self._heads_of(attn.k_proj.weight)).flatten(1, 2)  # (P, h*T, C)
-        scores = (qk @ keys.transpose(1, 2)).unflatten(1, (self.n_heads, -1)) + q @ pe_keys  # (P, h, T, N)
+        pe_scores = torch.einsum("phtd,hdn->phtn", q, pe_keys).flatten(1, 2)  # no per-prompt copy of pe_keys
+        scores = torch.baddbmm(pe_scores, qk, keys.transpose(1, 2)).unflatten(1, (self.n_heads, -1))  # (P, h, T, N)
         weights = torch.softmax(scores, -1, dtype=torch.float32).to(scores.dtype)
         mixed = (weights.flatten(1, 2) @ keys).unflatten(1, (self.n_heads, -1))  # (P, h, T, C)
         values = mixed @ self._heads_of(attn.v_proj.weight).transpose(-1, -2)  # (P, h, T, d)
@@ -125,16 +126,20 @@ class GridDecoder:
         k = _heads(attn.k_proj(queries + token_pe), self.n_heads) * attn.scaling  # (P, h, T, d)
         v = _heads(attn.v_proj(queries), self.n_heads)
         # Scores laid out (P, h, T, N): the softmax over a handful of tokens then runs along long rows.
-        scores = k @ scores_of
+        # einsum multiplies per head, without a copy of the shared (h, d, N) queries for every prompt.
+        scores = torch.einsum("phtd,hdn->phtn", k, scores_of)
         if keys is not None:
             kq = (k @ self._heads_of(attn.q_proj.weight)).flatten(1, 2)  # (P, h*T, C)
-            scores = scores + (kq @ keys.transpose(1, 2)).unflatten(1, (self.n_heads, -1))
+            scores = torch.baddbmm(scores.flatten(1, 2), kq, keys.transpose(1, 2)).unflatten(1, (self.n_heads, -1))
         weights = torch.softmax(scores, -2, dtype=torch.float32).to(scores.dtype)
         # Output projection before the attention weights: (A V) Wo = A (V Wo), per head. Each head's
         # weights sum to 1 over the tokens, so the bias can ride along as bias / heads on every token.
         w_out = attn.out_proj.weight.T.unflatten(0, (self.n_heads, -1))  # (h, d, C)
         projected = v @ w_out + attn.out_proj.bias / self.n_heads  # (P, h, T, C)
-        return torch.baddbmm(residual, weights.flatten(1, 2).transpose(1, 2), projected.flatten(1, 2))
+        mixed = (weights.flatten(1, 2).transpose(1, 2), projected.flatten(1, 2))
+        if keys is None:  # layer 0: the residual is the image embedding every prompt shares
+            return torch.baddbmm(residual, *mixed)
+        return residual.baddbmm_(*mixed)  # later layers: the prompts' own keys, not needed after this
 
     @torch.inference_mode()
     def tokens(self, sparse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,14 +181,20 @@ class GridDecoder:
         return self.decoder.iou_prediction_head(tokens[:, 0])[:, 1:]
 
     @torch.inference_mode()
-    def masks(self, tokens: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        """Low-resolution mask logits (P, 3, 4h, 4w) of the three multimask outputs."""
+    def hypernetworks(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Per-prompt weights (P, C/8, 3) that turn upscaled features into the three multimask logits."""
+        decoder = self.decoder
+        # Tokens: IoU, then one per mask output; the multimask outputs are masks 1..3.
+        return torch.stack(
+            [decoder.output_hypernetworks_mlps[i](tokens[:, 1 + i]) for i in range(1, decoder.num_mask_tokens)], -1
+        )
+
+    @torch.inference_mode()
+    def masks(self, hyper: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """Low-resolution mask logits (P, 3, 4h, 4w) of the three multimask outputs, from the prompts'
+        hypernetwork weights (P, C/8, 3) and final image-side keys (P, N, C)."""
         decoder = self.decoder
         p, (h, w) = len(keys), (self.height, self.width)
-        # Tokens: IoU, then one per mask output; the multimask outputs are masks 1..3.
-        hyper = torch.stack(
-            [decoder.output_hypernetworks_mlps[i](tokens[:, 1 + i]) for i in range(1, decoder.num_mask_tokens)], -1
-        )  # (P, C/8, 3)
         conv1, conv2 = decoder.upscale_conv1, decoder.upscale_conv2
         # Transposed convolution, kernel 2 stride 2 == per-pixel linear map to 2×2 sub-pixels × channels.
         w1 = conv1.weight.permute(0, 2, 3, 1).flatten(1)  # (C, 2*2*C1), sub-pixel (a, b) major
