@@ -1,4 +1,4 @@
-"""SAM-HQ and SAM 2.1 image models behind the same Segmenter interface (tiny random models, save_pretrained)."""
+"""SAM-HQ, SAM 2.1 and EdgeTAM image models behind the same Segmenter interface (tiny random models)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,20 @@ import pytest
 import torch
 from conftest import davis_frames
 from PIL import Image
-from transformers import Sam2Config, Sam2Model, SamHQConfig, SamHQModel
+from transformers import (
+    EdgeTamConfig,
+    EdgeTamModel,
+    Sam2Config,
+    Sam2ImageProcessor,
+    Sam2Model,
+    SamHQConfig,
+    SamHQModel,
+)
 
 from samtrack import ClickState, Segmenter
+from samtrack.models.sam.backends import Embedding, Sam2PromptModel, plain_grid_decoder
+
+TINY_DECODER = {"hidden_size": 32, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32}
 
 
 def tiny_sam_hq() -> SamHQModel:
@@ -38,8 +49,14 @@ def tiny_sam2() -> Sam2Model:
             "fpn_hidden_size": 32,
         },
         prompt_encoder_config={"hidden_size": 32},
-        mask_decoder_config={"hidden_size": 32, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32},
+        mask_decoder_config=TINY_DECODER,
     ))
+
+
+def tiny_edgetam() -> EdgeTamModel:
+    """EdgeTAM's image model with a tiny mask decoder (its RepViT backbone comes from timm, full size)."""
+    pytest.importorskip("timm", reason="EdgeTAM's RepViT backbone comes from timm")
+    return EdgeTamModel(EdgeTamConfig(prompt_encoder_config={"hidden_size": 32}, mask_decoder_config=TINY_DECODER))
 
 
 @pytest.fixture(scope="module", params=[("sam-hq", tiny_sam_hq), ("sam2", tiny_sam2)], ids=["sam-hq", "sam2"])
@@ -84,3 +101,30 @@ def test_everything_gives_an_id_mask(seg, frame):
     assert ids.dtype == np.uint8 and ids.shape == frame.shape[:2]
     present = np.unique(ids[ids > 0])
     np.testing.assert_array_equal(present, np.arange(1, len(present) + 1))
+
+
+@pytest.mark.parametrize("build", [tiny_sam2, tiny_edgetam], ids=["sam2.1", "edgetam"])
+def test_sam2_grid_decoder_equals_the_model_decoder(build):
+    """Segment-everything's SAM 2 decoder (image-side work and high-resolution features shared by all
+    prompts) gives the model's own forward pass's masks, IoUs and kept outputs.
+
+    The image features are random with unit scale instead of a random encoder's near-zero output, so
+    that the embedding and both high-resolution maps shape the logits well above the tolerance."""
+    torch.manual_seed(0)
+    model = Sam2PromptModel(build(), Sam2ImageProcessor(), torch.device("cpu"), torch.float32)
+    side = model.model.prompt_encoder.image_embedding_size[0]
+    widths = (TINY_DECODER["hidden_size"] // 8, TINY_DECODER["hidden_size"] // 4, TINY_DECODER["hidden_size"])
+    features = [torch.randn(1, c, side * s, side * s) for c, s in zip(widths, (4, 2, 1))]
+    embedding = Embedding(([*features],), [(1024, 1024)], [(120, 214)])
+    points = model.to_model_coords(torch.rand(16, 2) * torch.tensor([214.0, 120.0]), embedding)
+    ref_logits, ref_iou, _ = plain_grid_decoder(model, embedding)(points, None)
+    split = float(ref_iou.median())  # keeps about half the outputs
+    for min_iou, kept in ((None, 48), (split, int((ref_iou > split).sum())), (1.0, 0)):
+        logits, iou, keep = model.grid_decoder(embedding)(points, min_iou)
+        ref_logits, ref_iou, ref_keep = plain_grid_decoder(model, embedding)(points, min_iou)
+        assert keep.shape == (16, 3) and int(keep.sum()) == kept
+        assert logits.shape == (kept, *model.mask_input_size)
+        torch.testing.assert_close(keep, ref_keep)
+        torch.testing.assert_close(iou, ref_iou, rtol=1e-5, atol=1e-6)
+        scale = float(ref_logits.abs().max()) if ref_logits.numel() else 1.0
+        torch.testing.assert_close(logits, ref_logits, rtol=1e-4, atol=1e-4 * scale)

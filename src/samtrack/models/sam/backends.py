@@ -147,10 +147,10 @@ class PromptModel:
         """Decode segment-everything's single positive points on one image (multimask), keeping outputs
         whose predicted IoU exceeds the threshold (all of them for None).
 
-        SAM's decoder does the prompt-independent work once per image (see ``grid_decoder.py``) and
+        The decoder does the prompt-independent work once per image (see ``grid_decoder.py``) and
         computes masks only for prompts with a kept output.
         """
-        fast = GridDecoder(self.model, embedding.features[0])
+        fast = self._grid_decoder(embedding)
 
         @torch.inference_mode()
         def decode(points: torch.Tensor, min_iou: float | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -170,6 +170,9 @@ class PromptModel:
             return torch.cat(logits), iou[keep], keep
 
         return decode
+
+    def _grid_decoder(self, embedding: Embedding) -> GridDecoder:
+        return GridDecoder(self.model, embedding.features[0])
 
     def upscale(self, logits: torch.Tensor, embedding: Embedding) -> torch.Tensor:
         """Low-resolution logits (..., 256, 256) of one image to its original size (float logits).
@@ -234,7 +237,6 @@ class Sam2PromptModel(PromptModel):
     """SAM 2.1 and EdgeTAM image models: square 1024 input (no aspect-preserving pad), FPN features."""
 
     family = "sam2"
-    grid_decoder = plain_grid_decoder
 
     def _input_sizes(self, inputs: Any, originals: list[tuple[int, int]]) -> list[tuple[int, int]]:
         side = int(inputs["pixel_values"].shape[-1])
@@ -242,6 +244,10 @@ class Sam2PromptModel(PromptModel):
 
     def _encode(self, pixels: torch.Tensor) -> tuple[Any, ...]:
         return (list(self.model.get_image_embeddings(pixels)),)
+
+    def _grid_decoder(self, embedding: Embedding) -> GridDecoder:
+        *high_resolution, last = embedding.features[0]
+        return GridDecoder(self.model, last, high_resolution)
 
     @property
     def mask_input_size(self) -> tuple[int, int]:

@@ -1,8 +1,9 @@
-"""SAM's mask decoder for many point prompts on one image, without per-prompt copies of image-side work.
+"""The SAM-family mask decoder for many point prompts on one image, without per-prompt copies of image-side work.
 
 Segment-everything sends hundreds of single-point prompts through the mask decoder of one image
-embedding. transformers' ``SamMaskDecoder`` (like the official one) copies the image embedding and its
-positional encoding once per prompt and runs every projection on every copy. Here the same
+embedding. transformers' ``SamMaskDecoder`` and ``Sam2MaskDecoder`` (EdgeTAM reuses the latter's
+design), like the official ones, copy the image embedding and its positional encoding (and SAM 2's
+high-resolution features) once per prompt and run every projection on every copy. Here the same
 computation is arranged so that what does not depend on the prompt is done once per image:
 
 - in the first two-way layer the image side is still the shared embedding: the keys/values of
@@ -14,20 +15,27 @@ computation is arranged so that what does not depend on the prompt is done once 
   the token values before the attention weights (``(A @ V) @ Wo == A @ (V @ Wo)``), which turns a
   4096×128×256 product per prompt into a 4096×(heads·tokens)×256 one;
 - the upscaling transposed convolutions (kernel 2, stride 2) are matrix products on channels-last
-  pixels, and the pixel shuffle is applied to the few mask channels at the end;
+  pixels, and the pixel shuffle is applied to the few mask channels at the end; SAM 2's
+  high-resolution features, which the upscaling adds after each convolution, are laid out once in the
+  same sub-pixel order and join the convolutions' biases;
 - masks are only upscaled for prompts with at least one output whose predicted IoU passes the
   caller's threshold (the predicted IoU does not depend on the upscaling).
 
-The results equal ``SamMaskDecoder``'s up to floating-point reassociation.
+SAM 2 adds an object-score token before the IoU token; its score does not change the outputs of
+the image model and is not computed. With multimask output SAM 2 returns masks 1..3 and their
+(sigmoid) IoUs, as SAM does; its stability-based choice only applies to single-mask output.
+
+The results equal the models' own decoders up to floating-point reassociation.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from transformers import SamModel
+from transformers import PreTrainedModel
 
 
 def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -38,6 +46,11 @@ def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
 def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     """(..., heads, L, d) -> (..., L, heads*d)."""
     return x.transpose(-3, -2).flatten(-2)
+
+
+def _out_proj(attn: torch.nn.Module) -> torch.nn.Linear:
+    """An attention block's output projection (``out_proj`` in SAM, ``o_proj`` in SAM 2)."""
+    return attn.out_proj if hasattr(attn, "out_proj") else attn.o_proj
 
 
 @dataclass
@@ -53,16 +66,24 @@ class _ImageSide:
 
 
 class GridDecoder:
-    """Decode many single-point prompts on one SAM image embedding (multimask output, 3 masks each)."""
+    """Decode many single-point prompts on one image embedding of SAM or SAM 2 (multimask output, 3 masks
+    each). ``high_resolution`` holds SAM 2's two high-resolution feature maps (4× then 2× the
+    embedding's size, as ``get_image_embeddings`` returns them); SAM has none."""
 
-    def __init__(self, model: SamModel, image_embedding: torch.Tensor):
+    def __init__(self, model: PreTrainedModel, image_embedding: torch.Tensor,
+                 high_resolution: Sequence[torch.Tensor] = ()):
         if image_embedding.shape[0] != 1:
             raise ValueError("GridDecoder takes the embedding of exactly one image")
         self.model = model
         self.decoder = model.mask_decoder
         self.n_heads = self.decoder.config.num_attention_heads
         self.height, self.width = image_embedding.shape[-2:]
+        # Output tokens: SAM 2's object-score token, then (both) the IoU token and the mask tokens.
+        extra = [self.decoder.obj_score_token.weight] if hasattr(self.decoder, "obj_score_token") else []
+        self.output_tokens = torch.cat([*extra, self.decoder.iou_token.weight, self.decoder.mask_tokens.weight])
+        self.iou_index = len(extra)
         self.image = self._image_side(image_embedding)
+        self.upscale_biases = self._upscale_biases(high_resolution)
 
     def _by_head(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C') -> (h, d, N)."""
@@ -86,6 +107,24 @@ class GridDecoder:
             pe_i2t=[self._by_head(layer.cross_attn_image_to_token.q_proj(pe)) for layer in later],
         )
 
+    @torch.inference_mode()
+    def _upscale_biases(self, high_resolution: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the two upscaling steps add to their matrix products, in their channels-last sub-pixel
+        layout: the convolutions' biases, plus SAM 2's high-resolution features.
+
+        Step 1 output (N, 2*2*C1) holds pixel (2i + a, 2j + b) of the 2× map at [i*w + j, (2a + b)*C1 + ch];
+        step 2 output (N, 4, 2*2*C2) holds pixel (4i + 2a + c, 4j + 2b + d) at [i*w + j, 2a + b, (2c + d)*C2 + ch].
+        """
+        conv1, conv2 = self.decoder.upscale_conv1, self.decoder.upscale_conv2
+        first, second = conv1.bias.repeat(4), conv2.bias.repeat(4)
+        if not high_resolution:
+            return first, second
+        s0, s1 = high_resolution
+        h, w = self.height, self.width
+        s1 = s1[0].reshape(-1, h, 2, w, 2).permute(1, 3, 2, 4, 0).reshape(h * w, -1)
+        s0 = s0[0].reshape(-1, h, 2, 2, w, 2, 2).permute(1, 4, 2, 5, 3, 6, 0).reshape(h * w, 4, -1)
+        return first + s1, second + s0
+
     def _heads_of(self, weight: torch.Tensor) -> torch.Tensor:
         """A projection weight (C', C) as (h, d, C)."""
         return weight.unflatten(0, (self.n_heads, -1))
@@ -97,7 +136,7 @@ class GridDecoder:
         p, h, t, d = q.shape
         # All prompts' tokens are one batch of queries against the same keys.
         out = F.scaled_dot_product_attention(q.transpose(0, 1).reshape(1, h, p * t, d), k[None], v[None])
-        return attn.out_proj(_merge_heads(out[0].reshape(h, p, t, d).transpose(0, 1)))
+        return _out_proj(attn)(_merge_heads(out[0].reshape(h, p, t, d).transpose(0, 1)))
 
     def _token_to_image(self, attn, queries: torch.Tensor, token_pe: torch.Tensor, keys: torch.Tensor,
                         pe_keys: torch.Tensor) -> torch.Tensor:
@@ -114,7 +153,7 @@ class GridDecoder:
         mixed = (weights.flatten(1, 2) @ keys).unflatten(1, (self.n_heads, -1))  # (P, h, T, C)
         values = mixed @ self._heads_of(attn.v_proj.weight).transpose(-1, -2)  # (P, h, T, d)
         values = values + attn.v_proj.bias.unflatten(0, (self.n_heads, 1, -1))
-        return attn.out_proj(_merge_heads(values))
+        return _out_proj(attn)(_merge_heads(values))
 
     def _image_to_token(self, attn, scores_of: torch.Tensor, queries: torch.Tensor, token_pe: torch.Tensor,
                         residual: torch.Tensor, keys: torch.Tensor | None = None) -> torch.Tensor:
@@ -134,8 +173,9 @@ class GridDecoder:
         weights = torch.softmax(scores, -2, dtype=torch.float32).to(scores.dtype)
         # Output projection before the attention weights: (A V) Wo = A (V Wo), per head. Each head's
         # weights sum to 1 over the tokens, so the bias can ride along as bias / heads on every token.
-        w_out = attn.out_proj.weight.T.unflatten(0, (self.n_heads, -1))  # (h, d, C)
-        projected = v @ w_out + attn.out_proj.bias / self.n_heads  # (P, h, T, C)
+        out_proj = _out_proj(attn)
+        w_out = out_proj.weight.T.unflatten(0, (self.n_heads, -1))  # (h, d, C)
+        projected = v @ w_out + out_proj.bias / self.n_heads  # (P, h, T, C)
         mixed = (weights.flatten(1, 2).transpose(1, 2), projected.flatten(1, 2))
         if keys is None:  # layer 0: the residual is the image embedding every prompt shares
             return torch.baddbmm(residual, *mixed)
@@ -147,8 +187,7 @@ class GridDecoder:
 
         Returns the output tokens (P, T, C) and the final image-side keys (P, N, C).
         """
-        decoder, image = self.decoder, self.image
-        output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight])
+        decoder, image, output_tokens = self.decoder, self.image, self.output_tokens
         token_pe = torch.cat([output_tokens.expand(len(sparse), -1, -1), sparse.to(output_tokens.dtype)], 1)
         queries = token_pe
         keys = None
@@ -178,15 +217,17 @@ class GridDecoder:
     @torch.inference_mode()
     def iou(self, tokens: torch.Tensor) -> torch.Tensor:
         """Predicted IoUs (P, 3) of the three multimask outputs."""
-        return self.decoder.iou_prediction_head(tokens[:, 0])[:, 1:]
+        return self.decoder.iou_prediction_head(tokens[:, self.iou_index])[:, 1:]
 
     @torch.inference_mode()
     def hypernetworks(self, tokens: torch.Tensor) -> torch.Tensor:
         """Per-prompt weights (P, C/8, 3) that turn upscaled features into the three multimask logits."""
         decoder = self.decoder
-        # Tokens: IoU, then one per mask output; the multimask outputs are masks 1..3.
+        # Tokens: (object score,) IoU, then one per mask output; the multimask outputs are masks 1..3.
+        first_mask = self.iou_index + 1
         return torch.stack(
-            [decoder.output_hypernetworks_mlps[i](tokens[:, 1 + i]) for i in range(1, decoder.num_mask_tokens)], -1
+            [decoder.output_hypernetworks_mlps[i](tokens[:, first_mask + i]) for i in range(1, decoder.num_mask_tokens)],
+            -1,
         )
 
     @torch.inference_mode()
@@ -196,13 +237,14 @@ class GridDecoder:
         decoder = self.decoder
         p, (h, w) = len(keys), (self.height, self.width)
         conv1, conv2 = decoder.upscale_conv1, decoder.upscale_conv2
+        bias1, bias2 = self.upscale_biases
         # Transposed convolution, kernel 2 stride 2 == per-pixel linear map to 2×2 sub-pixels × channels.
         w1 = conv1.weight.permute(0, 2, 3, 1).flatten(1)  # (C, 2*2*C1), sub-pixel (a, b) major
-        up = F.linear(keys, w1.T, conv1.bias.repeat(4)).unflatten(-1, (4, -1))  # (P, N, 4, C1)
+        up = F.linear(keys, w1.T, bias1).unflatten(-1, (4, -1))  # (P, N, 4, C1)
         norm = decoder.upscale_layer_norm
         up = decoder.activation(F.layer_norm(up, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
         w2 = conv2.weight.permute(0, 2, 3, 1).flatten(1)  # (C1, 2*2*C2)
-        up = decoder.activation(F.linear(up, w2.T, conv2.bias.repeat(4)).unflatten(-1, (4, -1)))  # (P, N, 4, 4, C2)
+        up = decoder.activation(F.linear(up, w2.T, bias2).unflatten(-1, (4, -1)))  # (P, N, 4, 4, C2)
         logits = up.flatten(1, 3) @ hyper  # (P, N*16, 3)
         # (P, i, j, a, b, c, d, m) -> (P, m, 4i + 2a + c, 4j + 2b + d)
         logits = logits.reshape(p, h, w, 2, 2, 2, 2, -1).permute(0, 7, 1, 3, 5, 2, 4, 6)
