@@ -138,6 +138,13 @@ def sam2_family(name: str) -> Segmenter:
     vision = full_size_config(name).vision_config
     model = EdgeTamModel(EdgeTamConfig(vision_config=vision)) if name == "edgetam" else \
         Sam2Model(Sam2Config(vision_config=vision))
+    with torch.no_grad():
+        # As for ViT-B: every (sigmoid) IoU passes the 0.8 filter, so no prompt's masks are skipped, and
+        # mask logits are far from 0, so that masks pass the stability filter into the post-processing.
+        model.mask_decoder.iou_prediction_head.proj_out.bias.add_(5.0)
+        for mlp in model.mask_decoder.output_hypernetworks_mlps:
+            mlp.proj_out.weight.mul_(1000.0)
+            mlp.proj_out.bias.mul_(1000.0)
     return Segmenter(Sam2PromptModel(model, Sam2ImageProcessor(), torch.device("cpu"), torch.float32))
 
 
