@@ -337,6 +337,25 @@ def bench_overlap(path: Path, n_frames: int) -> None:
         print(f"| {mode} | {values[0]:.1f} |")
 
 
+def save_random_vit_b(path: Path) -> Path:
+    """SAM ViT-B with random weights (seed 0) in the official segment-anything layout, made to find masks."""
+    from segment_anything import sam_model_registry
+
+    torch.manual_seed(0)
+    sam = sam_model_registry["vit_b"](checkpoint=None)
+    with torch.no_grad():
+        # Every predicted IoU passes the 0.8 filter: no prompt's masks are skipped (with random weights
+        # most would fail it, which would flatter samtrack's decoder: it skips their upscaling).
+        sam.mask_decoder.iou_prediction_head.layers[-1].bias.add_(1.0)
+        # Mask logits well away from 0, so that masks pass the stability filter and the post-processing
+        # has masks to work on (the official generator also fails on a frame without any mask).
+        for mlp in sam.mask_decoder.output_hypernetworks_mlps:
+            mlp.layers[-1].weight.mul_(1000.0)
+            mlp.layers[-1].bias.mul_(1000.0)
+    torch.save(sam.state_dict(), path)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--impl", nargs="*", default=["official", "official-heap", "fp32", "bf16"], choices=list(IMPLS),
@@ -353,21 +372,7 @@ def main() -> None:
     print(f"# segment everything, SAM ViT-B (random weights, official .pth), {frame.shape[1]}×{frame.shape[0]}, "
           f"torch {torch.__version__}, {args.threads} threads, median of {args.runs}")
     with tempfile.TemporaryDirectory() as tmp:
-        from segment_anything import sam_model_registry
-
-        torch.manual_seed(0)
-        path = Path(tmp) / "sam_vit_b_random.pth"
-        sam = sam_model_registry["vit_b"](checkpoint=None)
-        with torch.no_grad():
-            # Every predicted IoU passes the 0.8 filter: no prompt's masks are skipped (with random weights
-            # most would fail it, which would flatter samtrack's decoder: it skips their upscaling).
-            sam.mask_decoder.iou_prediction_head.layers[-1].bias.add_(1.0)
-            # Mask logits well away from 0, so that masks pass the stability filter and the post-processing
-            # has masks to work on (the official generator also fails on a frame without any mask).
-            for mlp in sam.mask_decoder.output_hypernetworks_mlps:
-                mlp.layers[-1].weight.mul_(1000.0)
-                mlp.layers[-1].bias.mul_(1000.0)
-        torch.save(sam.state_dict(), path)
+        path = save_random_vit_b(Path(tmp) / "sam_vit_b_random.pth")
         if args.impl:
             bench_speed(path, frame, args.impl, args.runs)
         if args.agreement:

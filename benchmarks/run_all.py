@@ -28,6 +28,7 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("bench_segmenter.py", [], ["--runs", "1", "--parts", "encoder", "click"]),
     ("bench_everything.py", ["--impl", "official", "official-heap", "fp32", "bf16", "sam2.1-tiny", "edgetam",
                              "--agreement", "3", "--overlap", "9"], ["--impl", "fp32", "bf16"]),
+    ("bench_auto.py", [], ["--frames", "2", "--points-per-side", "4"]),  # SAM-Track too with $SAMTRACK_SRC
     ("bench_grounding_audio.py", [], ["--runs", "1", "--dtypes", "float32"]),
     ("bench_pipeline.py", ["--long", "2000"], ["--frames", "20"]),
     ("bench_render.py", [], ["--repeats", "1"]),
