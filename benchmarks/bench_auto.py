@@ -18,9 +18,12 @@ filters: otherwise random weights find nothing and the run is trivial), the R50-
 checkpoint (``shared/fixtures/deaot/r50_deaotl.pth``, official layout, random weights), SAM-Track's
 defaults (``model_args.py``: 16 points per side, one crop layer, pred_iou_thresh 0.8, stability 0.9,
 min_mask_region_area 200, sam_gap 10, min_area 200, max_obj_num 255, min_new_obj_iou 0.8, long-term
-memory gap and length 9999). Models are loaded before the clock starts; the implementations run one
-after the other in one process (a shared machine drifts: only numbers of one run compare), with the
-machine's measured matmul peak printed before and after.
+memory gap and length 9999). Models are loaded before the clock starts. The implementations run one
+after the other in one invocation (a shared machine drifts: only numbers of one run compare), each in
+a process of its own: samtrack asks glibc to keep freed memory (``keep_freed_cpu_memory``), a
+process-wide setting, so SAM-Track runs with glibc's defaults as its users run it, and
+``--impl sam-track-heap`` shows SAM-Track given samtrack's setting. The machine's measured matmul peak
+is printed before and after.
 
 Per frame the wall time is taken; key frames (multiples of sam_gap, frame 0 included) and tracked
 frames are summed apart. Within them, "segment everything" and "tracker" are the time spent in the
@@ -33,6 +36,7 @@ Getting SAM-Track's code (it is not part of this repository and is not copied in
     python benchmarks/bench_auto.py --samtrack-src /tmp/sam-track
     python benchmarks/bench_auto.py --samtrack-src /tmp/sam-track --frames 31 --sequence bmx-trees
     python benchmarks/bench_auto.py --frames 11                  # samtrack only (SAM-Track skipped)
+    python benchmarks/bench_auto.py --frames 2 --points-per-side 4   # a quick look
 
 ``--samtrack-src`` takes a checkout or a bare git directory (its HEAD is exported). The parts needed
 (``SegTracker.py``, ``aot_tracker.py``, ``model_args.py``, ``seg_track_anything.py``, ``aot/``,
@@ -45,13 +49,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +86,9 @@ SAM_TRACK_PATCHES = (
      "Grounding DINO not built"),
 )
 STAGES = ("segment everything", "tracker")
+IMPLS = {"sam-track": "SAM-Track (its own code, fp32)",
+         "sam-track-heap": "SAM-Track (its own code, fp32) with samtrack's malloc settings",
+         "fp32": "samtrack fp32", "auto": "samtrack auto", "bf16": "samtrack bf16"}
 
 
 @dataclass
@@ -165,7 +173,7 @@ def run_sam_track(root: Path, sam_pth: Path, files: list[Path], gap: int, points
     st.seg = clock.wrap("segment everything", st.seg)
     for method in ("add_reference_frame", "track", "update_memory"):
         setattr(st.tracker, method, clock.wrap("tracker", getattr(st.tracker, method)))
-    result = Result("SAM-Track (its own code, fp32)")
+    result = Result("")
     st.restart_tracker()
     found = 0
     for i, path in enumerate(files):
@@ -211,7 +219,7 @@ def run_samtrack(sam_pth: Path, sequence: Path, n_frames: int, gap: int, points:
     segmenter.everything = clock.wrap("segment everything", segmenter.everything)
     for method in ("reset", "add_reference", "track", "update_memory"):
         setattr(tracker, method, clock.wrap("tracker", getattr(tracker, method)))
-    result = Result(f"samtrack {precision}" + (f" (= {segmenter.precision})" if precision == "auto" else ""))
+    result = Result(f" (= {segmenter.precision})")
     with Session(sequence, out, settings, models=pool, segmenter=segmenter, tracker=tracker) as session:
         found = 0
         start = time.perf_counter()
@@ -241,12 +249,13 @@ def report(results: list[Result], n_frames: int, gap: int, before: dict[str, flo
     if hasattr(os, "getloadavg"):
         print("load average after the runs (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     n_key = len(range(0, n_frames, gap))
-    print(f"\n{n_frames} frames: {n_key} key frames (segment everything + track), {n_frames - n_key} tracked frames\n")
+    print(f"\n{n_frames} frames: {n_key} key frame(s) (segment everything + track), {n_frames - n_key} tracked "
+          "frame(s)\n")
     print("| implementation | total s | frames/s | vs SAM-Track | key frames s (per key frame) | "
           "tracked frames s (per frame) | segment everything s | tracker s | other s | "
           "objects found (per key frame) | objects on last frame |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    reference = next((sum(r.frame_seconds) for r in results if r.name.startswith("SAM-Track")), None)
+    reference = next((sum(r.frame_seconds) for r in results if r.name == IMPLS["sam-track"]), None)
     for r in results:
         total = sum(r.frame_seconds)
         key = sum(s for s, k in zip(r.frame_seconds, r.key) if k)
@@ -261,54 +270,69 @@ def report(results: list[Result], n_frames: int, gap: int, before: dict[str, flo
               f"{r.objects_on_last_frame} |")
 
 
+def run_one(impl: str, root: Path | None, sam_pth: Path, sequence: Path, n_frames: int, gap: int, points: int,
+            threads: int, out: Path) -> Result:
+    """One implementation, in a process of its own (samtrack's malloc settings are process-wide)."""
+    torch.set_num_threads(threads)
+    if impl.startswith("sam-track"):
+        assert root is not None
+        if impl == "sam-track-heap":
+            from samtrack.models.common import keep_freed_cpu_memory
+
+            keep_freed_cpu_memory()
+        files = sorted(sequence.glob("*.jpg"))[:n_frames]
+        result = run_sam_track(root, sam_pth, files, gap, points, out)
+    else:
+        result = run_samtrack(sam_pth, sequence, n_frames, gap, points, impl, out)
+    result.name = IMPLS[impl] + (result.name if impl == "auto" else "")
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samtrack-src", type=Path, default=os.environ.get("SAMTRACK_SRC"),
                         help="SAM-Track checkout or bare git directory (default: $SAMTRACK_SRC; none: skipped)")
+    parser.add_argument("--impl", nargs="+", default=["sam-track", "fp32", "auto"], choices=list(IMPLS),
+                        help="what to run, in this order")
     parser.add_argument("--sequence", default="blackswan")
     parser.add_argument("--frames", type=int, default=21, help="frames from the start of the sequence")
     parser.add_argument("--sam-gap", type=int, default=10)
     parser.add_argument("--points-per-side", type=int, default=16, help="both sides (4: a quick look)")
-    parser.add_argument("--precisions", nargs="*", default=["fp32", "auto"], choices=["fp32", "auto", "bf16"],
-                        help="samtrack runs")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sequence = DAVIS / args.sequence
-    files = sorted(sequence.glob("*.jpg"))[: args.frames]
-    if len(files) < args.frames:
-        raise SystemExit(f"{sequence} has {len(files)} frames, fewer than --frames {args.frames}")
+    if len(list(sequence.glob("*.jpg"))) < args.frames:
+        raise SystemExit(f"{sequence} has fewer than --frames {args.frames} frames")
     print(f"# automatic mode end to end: {args.sequence}, {args.frames} frames, sam_gap {args.sam_gap}, "
           f"{args.points_per_side} points per side, "
           f"SAM ViT-B + R50-DeAOT-L (random weights, official layouts), torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads", flush=True)
-    runs: list[tuple[str, Callable[[Path], Result]]] = []
+    impls = list(dict.fromkeys(args.impl))
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         sam_pth = save_random_vit_b(tmp / "sam_vit_b_random.pth")
+        root = None
         if args.samtrack_src is None:
             print("SAM-Track: skipped (no --samtrack-src; see this script's docstring for how to get it)")
-        else:
+            impls = [i for i in impls if not i.startswith("sam-track")]
+        elif any(i.startswith("sam-track") for i in impls):
             root = tmp / "sam-track"
             root.mkdir()
             print("SAM-Track's code, copied and patched for this CPU:\n- " +
                   "\n- ".join(sam_track_copy(Path(args.samtrack_src), root)), flush=True)
-            runs.append(("SAM-Track", lambda out: run_sam_track(root, sam_pth, files, args.sam_gap,
-                                                               args.points_per_side, out)))
-        for precision in args.precisions:
-            runs.append((f"samtrack {precision}", lambda out, p=precision:
-                         run_samtrack(sam_pth, sequence, args.frames, args.sam_gap,
-                                                       args.points_per_side, p, out)))
         before = peaks()
         results = []
-        for i, (name, run) in enumerate(runs):
-            out = tmp / f"out{i}"
+        for impl in impls:
+            out = tmp / f"out-{impl}"
             out.mkdir()
-            print(f"running {name} ...", flush=True)
-            result = run(out)
-            print(f"{name}: {sum(result.frame_seconds):.1f} s, {result.objects_found} objects found", flush=True)
+            print(f"running {IMPLS[impl]} ...", flush=True)
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                result = pool.submit(run_one, impl, root, sam_pth, sequence, args.frames, args.sam_gap,
+                                     args.points_per_side, args.threads, out).result()
+            print(f"{result.name}: {sum(result.frame_seconds):.1f} s, {result.objects_found} objects found",
+                  flush=True)
             results.append(result)
-            gc.collect()
         report(results, args.frames, args.sam_gap, before, peaks())
 
 
