@@ -1,4 +1,4 @@
-"""Precision: `auto` follows SAM-Track (fp16 on CUDA, bf16 on CPUs with native bf16, else fp32), it
+"""Precision: `auto` follows SAM-Track (fp16 on CUDA, bf16 on CPUs where bf16 is faster, else fp32), it
 reaches trackers and segmenters from the CLI and the session, and run.json records what ran."""
 
 from __future__ import annotations
@@ -57,3 +57,23 @@ def test_cli_precision_is_recorded_in_run_json(blackswan_small, tiny_sam, tmp_pa
     run = json.loads((out / "run.json").read_text())
     assert run["models"]["precision"] == {"segmenter": ran, "tracker": ran}
     assert run["settings"]["precision"] == precision
+
+
+@pytest.mark.parametrize(("flags", "fp32_s", "bf16_s", "expected"), [
+    (set(), 1.0, 0.1, False),               # no bf16 instructions: never bf16, whatever the speed
+    ({"avx512_bf16"}, 1.0, 0.5, True),      # bf16 products twice as fast
+    ({"avx512_bf16"}, 1.0, 2.0, False),     # instructions, but bf16 products at half the fp32 rate
+    ({"amx_bf16"}, 1.0, 0.9, False),        # faster, but not by the required margin
+])
+def test_auto_picks_bf16_only_where_it_measures_faster(monkeypatch, flags, fp32_s, bf16_s, expected):
+    from samtrack.models import common
+
+    monkeypatch.setattr(common, "_cpu_flags", lambda: flags)
+    monkeypatch.setattr(common.torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setattr(common, "_best_matmul_seconds", lambda dtype: fp32_s if dtype == torch.float32 else bf16_s)
+    common.native_bf16.cache_clear()
+    try:
+        assert common.native_bf16() is expected
+        assert common.resolve_precision("auto", torch.device("cpu")) == ("bf16" if expected else "fp32")
+    finally:
+        common.native_bf16.cache_clear()

@@ -147,7 +147,7 @@ def build_app(config: AppConfig | None = None, models: Any = None) -> gr.Blocks:
                         gr.Number(d.long_term_mem_gap, label="long_term_mem_gap", precision=0, minimum=1),
                         gr.Number(d.max_len_long_term, label="max_len_long_term", precision=0, minimum=1),
                         gr.Radio(list(PRECISION_CHOICES), value=d.precision,
-                                 label="Precision (tracker and segmenter; auto: bf16 on CPUs with native bf16)"),
+                                 label="Precision (tracker and segmenter; auto: bf16 on CPUs where it is faster)"),
                     ]
                     settings_btn = gr.Button("Apply settings")
                 with gr.Tab("Outputs", elem_id="outputs-tab"):

@@ -80,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="segmenter for --init clicks:N (name or path; default: sam-vit-b)")
     r.add_argument("--device", default="cpu", help="torch device for the models: cpu (default), cuda, mps")
     r.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
-                   help="tracker and segmenter precision (auto: fp16 on CUDA, bf16 on CPUs with native bf16, "
+                   help="tracker and segmenter precision (auto: fp16 on CUDA, bf16 on CPUs where it is faster, "
                         "else fp32; fp32 is exact)")
     return p
 

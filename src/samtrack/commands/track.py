@@ -130,7 +130,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     models.add_argument("--device", default=d.device, help="cpu, cuda, mps or auto")
     models.add_argument("--precision", default=d.precision, choices=PRECISION_CHOICES,
                         help="tracker and segmenter precision; auto: fp16 on CUDA (as SAM-Track), bf16 on CPUs "
-                             "with native bf16 (AVX512-BF16/AMX), fp32 otherwise; fp32 is exact")
+                             "where bf16 products measure faster than fp32, fp32 otherwise; fp32 is exact")
     s = p.add_argument_group("SAM-Track parameters")
     for name, help_text in [
         ("sam_gap", "run segment-everything every N frames (--auto)"),

@@ -141,8 +141,8 @@ def load_propagator(name: str, checkpoint: str | Path | None = None, device: str
         long_term_mem_gap, max_len_long_term: DeAOT's memory knobs.
         num_memory_frames, max_conditioning_frames: SAM 2.1 / EdgeTAM's memory knobs.
         precision: ``fp32`` (exact), ``bf16`` or ``fp16`` autocast; ``auto`` (default) follows SAM-Track,
-            which runs under fp16 autocast on GPUs: fp16 on CUDA, bf16 on CPUs with native bf16
-            (AVX512-BF16 / AMX), fp32 otherwise. The propagator's ``precision`` says what runs.
+            which runs under fp16 autocast on GPUs: fp16 on CUDA, bf16 on CPUs where bf16 is faster
+            (``models.common.native_bf16``), fp32 otherwise. The propagator's ``precision`` says what runs.
     """
     weights = load_tracker_weights(name, checkpoint, device, precision)
     return weights.propagator(long_term_mem_gap=long_term_mem_gap, max_len_long_term=max_len_long_term,

@@ -141,7 +141,7 @@ class Segmenter:
                 checkpoint file (``sam_vit_b_01ec64.pth``), converted on load.
             device: ``auto`` (cuda, then mps, then cpu), ``cpu``, ``cuda`` or ``mps``.
             precision: ``fp32``, ``bf16`` or ``fp16`` weights and activations; ``auto``: fp16 on CUDA,
-                bf16 on CPUs with native bf16, fp32 otherwise.
+                bf16 on CPUs where it is faster (``models.common.native_bf16``), fp32 otherwise.
             crop_batch_size: how many segment-everything crops go through the encoder at once.
         """
         return cls(load_prompt_model(name_or_path, device, precision), crop_batch_size=crop_batch_size)
