@@ -32,7 +32,13 @@ CLICKS = [(430, 210), (300, 330), (600, 150), (120, 400), (700, 380)]
 
 
 def sam_vit_b(attn: str = "sdpa") -> SamModel:
-    """facebook/sam-vit-base's architecture (SamConfig's defaults) with random weights."""
+    """facebook/sam-vit-base's architecture (SamConfig's defaults) with random weights.
+
+    These random weights shrink the activations layer after layer (the encoder's output is ~1e-19),
+    down to subnormal floats, which Intel CPUs compute 15× slower (121 s instead of 8 s per fp32 pass,
+    2026-12-02): subnormals are flushed to zero so that the benchmark times the model, not that artifact.
+    """
+    torch.set_flush_denormal(True)
     torch.manual_seed(0)
     return SamModel._from_config(SamConfig(), attn_implementation=attn).eval()
 
