@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,15 +14,9 @@ def matmul_gflops(n: int = 1024, repeats: int = 10, dtype: str = "float32") -> f
     torch is imported here so that a benchmark timing its own imports is not charged for it."""
     import torch
 
-    a = torch.randn(n, n, dtype=getattr(torch, dtype))
-    b = torch.randn(n, n, dtype=getattr(torch, dtype))
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e9
+    from samtrack.models.common import best_matmul_seconds
+
+    return 2 * n**3 / best_matmul_seconds(getattr(torch, dtype), n, repeats) / 1e9
 
 
 def tiny_sam(folder: Path) -> str:

@@ -70,7 +70,7 @@ def test_auto_picks_bf16_only_where_it_measures_faster(monkeypatch, flags, fp32_
 
     monkeypatch.setattr(common, "_cpu_flags", lambda: flags)
     monkeypatch.setattr(common.torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
-    monkeypatch.setattr(common, "_best_matmul_seconds", lambda dtype: fp32_s if dtype == torch.float32 else bf16_s)
+    monkeypatch.setattr(common, "best_matmul_seconds", lambda dtype: fp32_s if dtype == torch.float32 else bf16_s)
     common.native_bf16.cache_clear()
     try:
         assert common.native_bf16() is expected

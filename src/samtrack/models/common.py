@@ -58,7 +58,8 @@ def _cpu_flags() -> set[str]:
         return set()
 
 
-def _best_matmul_seconds(dtype: torch.dtype, n: int = 1024, repeats: int = 3) -> float:
+def best_matmul_seconds(dtype: torch.dtype, n: int = 1024, repeats: int = 3) -> float:
+    """Seconds of the fastest of `repeats` n×n matrix products in `dtype` (all threads), after one warm-up."""
     a = torch.randn(n, n).to(dtype)
     a @ a
     best = float("inf")
@@ -84,7 +85,7 @@ def native_bf16() -> bool:
         {"avx512_bf16", "amx_bf16"} & _cpu_flags())
     if not has_instructions:
         return False
-    return _best_matmul_seconds(torch.float32) >= BF16_MIN_SPEEDUP * _best_matmul_seconds(torch.bfloat16)
+    return best_matmul_seconds(torch.float32) >= BF16_MIN_SPEEDUP * best_matmul_seconds(torch.bfloat16)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
