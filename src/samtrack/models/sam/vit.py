@@ -21,11 +21,6 @@ import torch.nn.functional as F
 BIAS_BAND_BYTES = 96 << 20
 
 
-def _rel_pos(attn: torch.nn.Module, size: int, table: torch.Tensor) -> torch.Tensor:
-    """(size queries, size keys, head dim) embeddings of the relative positions along one axis."""
-    return attn.get_rel_pos(size, size, table)
-
-
 def banded_attention(attn: torch.nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
     """SAM vision attention on (B, H, W, C) tokens (a batch of windows, or the whole image)."""
     batch, height, width, _ = hidden_states.shape
@@ -36,8 +31,8 @@ def banded_attention(attn: torch.nn.Module, hidden_states: torch.Tensor) -> torc
     key, value = key.flatten(2, 3), value.flatten(2, 3)
     out = hidden_states.new_empty(batch, height, width, heads, query.shape[-1])
     if attn.use_rel_pos:
-        rel_h = torch.einsum("bnhwc,hkc->bnhwk", query, _rel_pos(attn, height, attn.rel_pos_h))
-        rel_w = torch.einsum("bnhwc,wkc->bnhwk", query, _rel_pos(attn, width, attn.rel_pos_w))
+        rel_h = torch.einsum("bnhwc,hkc->bnhwk", query, attn.get_rel_pos(height, height, attn.rel_pos_h))
+        rel_w = torch.einsum("bnhwc,wkc->bnhwk", query, attn.get_rel_pos(width, width, attn.rel_pos_w))
         row_bytes = batch * heads * width * height * width * hidden_states.element_size()
         band = max(1, min(height, BIAS_BAND_BYTES // row_bytes))
         buffer = hidden_states.new_empty(batch, heads, band, width, height, width)
