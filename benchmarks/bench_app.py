@@ -144,7 +144,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-app-") as work:
         for n, tracker in enumerate(args.trackers):
-            settings = Settings(tracker=tracker, tracker_checkpoint=str(DEAOT[tracker]))
+            settings = Settings().updated({"tracker.model": tracker, "tracker.checkpoint": str(DEAOT[tracker])})
             demo = build_app(AppConfig(settings=settings, work_root=Path(work) / tracker), models=pool)
             request = gr.Request(session_hash=f"bench-{tracker}")
             try:

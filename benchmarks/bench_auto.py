@@ -211,8 +211,9 @@ def run_samtrack(sam_pth: Path, sequence: Path, n_frames: int, gap: int, points:
     from samtrack.tracking.session import Session
     from samtrack.tracking.settings import Settings
 
-    settings = Settings(segmenter=str(sam_pth), tracker="r50-deaotl", tracker_checkpoint=str(R50),
-                        precision=precision, sam_gap=gap, points_per_side=points)
+    settings = Settings(precision=precision, sam_gap=gap).updated({
+        "segmenter.model": str(sam_pth), "tracker.model": "r50-deaotl", "tracker.checkpoint": str(R50),
+        "everything.points_per_side": points})
     pool = ModelPool()
     segmenter, tracker = pool.segmenter(settings), pool.tracker(settings)
     clock = StageClock()

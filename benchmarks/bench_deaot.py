@@ -69,7 +69,7 @@ def latency(name: str, objects: int, precision: str, frames: list[np.ndarray]) -
 def label_agreement(precision: str) -> None:
     """Replay every parity fixture case (teacher-forced as in tests/test_deaot_parity.py) at
     `precision` and compare its labels with the official fp32 labels."""
-    from samtrack.models.propagator import load_tracker
+    from samtrack.models.trackers import load_tracker
 
     print(f"\n{precision} labels vs the official fp32 labels on the parity fixtures (random weights: many "
           "near-ties, so this is a lower bound for trained weights)")

@@ -298,12 +298,12 @@ def bench_overlap(path: Path, n_frames: int) -> None:
     against the same work one after the other (what automatic mode does)."""
     import threading
 
-    from samtrack.models.propagator import load_propagator
+    from samtrack.models.trackers import load_tracker
 
     files = sorted((DAVIS / "blackswan").glob("*.jpg"))[: n_frames + 1]
     frames = [np.array(Image.open(f).convert("RGB")) for f in files]
     seg = Segmenter.load(str(path), device="cpu", precision="fp32")
-    tracker = load_propagator("r50-deaotl", checkpoint=FIXTURES / "r50_deaotl.pth")
+    tracker = load_tracker("r50-deaotl", checkpoint=FIXTURES / "r50_deaotl.pth")
     reference = np.zeros(frames[0].shape[:2], np.uint8)
     reference[100:300, 200:500] = 1
 

@@ -123,7 +123,7 @@ def run(input_path: Path, out: Path, settings: Settings, frames: int | None, sam
             samples.append((done, rss_mb()))
 
     t0 = time.perf_counter()
-    session.run_auto(None if frames is None else min(frames, len(source)) - 1, progress=progress)
+    session.propagate(0, None if frames is None else min(frames, len(source)) - 1, discover=True, progress=progress)
     loop = time.perf_counter() - t0
     t = time.perf_counter()
     session.store.flush()
@@ -159,7 +159,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_main:
-            settings = Settings(segmenter=random_sam_vit_b(), tracker="r50-deaotl", tracker_checkpoint=str(R50))
+            settings = Settings().updated({"segmenter.model": random_sam_vit_b(), "tracker.model": "r50-deaotl",
+                                            "tracker.checkpoint": str(R50)})
             times, loop, n, objects, merge, _ = run(DAVIS / args.sequence, Path(tmp) / "run", settings,
                                                     args.frames)
             print(f"\n## automatic mode, {args.sequence}, {n} frames, SAM ViT-B + R50-DeAOT-L (random, full size)")
@@ -175,9 +176,10 @@ def main() -> None:
             ckpt = R50 if args.long_tracker == "r50-deaotl" else R50.with_name("deaott.pth")
             sam = tiny_random_sam() if args.long_sam == "tiny" else random_sam_vit_b()
             # Random weights give low quality scores: keep every segment so that objects are found.
-            long_settings = Settings(segmenter=sam, tracker=args.long_tracker, tracker_checkpoint=str(ckpt),
-                                     max_len_long_term=args.max_len_long_term, pred_iou_thresh=0.0,
-                                     stability_score_thresh=0.0)
+            long_settings = Settings().updated({
+                "segmenter.model": sam, "tracker.model": args.long_tracker, "tracker.checkpoint": str(ckpt),
+                "tracker.max_len_long_term": args.max_len_long_term, "everything.pred_iou_thresh": 0.0,
+                "everything.stability_score_thresh": 0.0})
             _, loop, n, objects, _, samples = run(folder, Path(tmp) / "long", long_settings, None,
                                                   sample_every=max(args.long // 10, 1))
             print(f"\n## long run: {n} frames at {args.long_scale}x, {args.long_sam} SAM + {args.long_tracker}, "

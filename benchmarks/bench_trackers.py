@@ -48,18 +48,18 @@ def grid_ids(shape: tuple[int, int], count: int) -> np.ndarray:
 
 def build(name: str, device: str):
     if name in DEAOT:
-        from samtrack.models.propagator import load_tracker
+        from samtrack.models.trackers import load_tracker
 
         return load_tracker(name, checkpoint=DEAOT[name], device=device)
     from transformers import EdgeTamVideoModel, Sam2VideoModel
 
-    from samtrack.models.sam2video import Sam2VideoPropagator
+    from samtrack.models.sam2video import Sam2VideoTracker
     from samtrack.models.sam2video.configs import full_size_config
     from samtrack.models.sam2video.loading import default_processor
 
     config = full_size_config(name)
     model = (EdgeTamVideoModel if name == "edgetam" else Sam2VideoModel)(config)
-    return Sam2VideoPropagator(model, default_processor(config.image_size), device=device)
+    return Sam2VideoTracker(model, default_processor(config.image_size), device=device)
 
 
 def worker(name: str, objects: int, frames: int, device: str, threads: int | None) -> dict:

@@ -27,7 +27,8 @@ MAX_UPLOAD = 3 << 20  # blackswan.mp4 (about 1.3 MB) fits, 4 MB does not
 
 
 def app_settings(tiny_sam: str) -> Settings:
-    return Settings(segmenter=tiny_sam, tracker="deaot-t", tracker_checkpoint=str(DEAOT_FIXTURES / "deaott.pth"))
+    return Settings().updated({"segmenter.model": tiny_sam, "tracker.model": "deaot-t",
+                               "tracker.checkpoint": str(DEAOT_FIXTURES / "deaott.pth")})
 
 
 @pytest.fixture(scope="module")
@@ -258,4 +259,4 @@ def test_missing_weights_are_named_with_the_command(tmp_path, monkeypatch):
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
     banner = weights_banner(Settings())
     assert "samtrack download sam-vit-b r50-deaotl" in banner
-    assert weights_banner(Settings(segmenter=str(tmp_path), tracker_checkpoint=str(tmp_path))) == ""
+    assert weights_banner(Settings().updated({"segmenter.model": str(tmp_path), "tracker.checkpoint": str(tmp_path)})) == ""

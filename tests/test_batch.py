@@ -14,8 +14,10 @@ from conftest import DATA, DEAOT_FIXTURES, davis_annotations, davis_frames
 from samtrack import cli
 from samtrack.batch.inputs import BatchInput, collect_inputs
 from samtrack.batch.runner import run_batch
-from samtrack.batch.worker import job_args
+from samtrack.batch.worker import job_for
+from samtrack.commands.track import job_from_args
 from samtrack.errors import InputError
+from samtrack.tracking import prompts as P
 
 ray = pytest.importorskip("ray")
 
@@ -137,7 +139,8 @@ def test_a_killed_worker_has_its_input_rescheduled_and_resumed(first_run, tiny_s
             killed.append(event["pid"])
             os.kill(event["pid"], signal.SIGKILL)
 
-    result = run_batch(items, args, tmp_path / "out", retries=1, on_event=kill_once)
+    result = run_batch(items, job_from_args(args, input="", out=args.out), tmp_path / "out", retries=1,
+                       on_event=kill_once)
     assert killed
     records = manifest(tmp_path / "out")
     assert [r["status"] for r in records.values()] == ["done", "done"]
@@ -165,7 +168,7 @@ def test_a_folder_an_earlier_attempt_left_is_taken_over_a_foreign_one_is_not(fir
     (out / SEQS[0] / "notes.txt").write_text("mine")
     args = cli.build_parser().parse_args(["batch", "x", "--out", str(out), "--auto",
                                           *model_options(tiny_sam, end=1)])
-    result = run_batch(items, args, out, retries=0)
+    result = run_batch(items, job_from_args(args, input="", out=args.out), out, retries=0)
     records = manifest(out)
     assert records["blackswan"]["status"] == "done" and records["blackswan"]["tracked"] == 2
     assert records[SEQS[0]]["status"] == "failed" and "not empty" in records[SEQS[0]]["error"]
@@ -182,11 +185,13 @@ def test_manifest_rows_name_inputs_and_override_what_to_track(tmp_path):
     assert [i.name for i in items] == ["a", "second", "a-2", "a-3"]
     assert items[0].input == str(tmp_path / "a.mp4") and items[2].input == str(tmp_path / "sub" / "a.mp4")
     args = cli.build_parser().parse_args(["batch", "x", "--out", "o", "--click", "5,5"])
-    text = job_args(args, items[0], tmp_path / "a", resume=False)
-    assert text.prompt_items == [("text", "swan.")] and not text.auto
-    assert job_args(args, items[1], tmp_path / "b", resume=True).auto
-    same = job_args(args, items[3], tmp_path / "c", resume=False)
-    assert same.prompt_items == args.prompt_items and same.out == str(tmp_path / "c")
+    base = job_from_args(args, input="", out="o")  # the driver's job: a click on frame 0
+    text = job_for(base, items[0], tmp_path / "a", resume=False)
+    assert [type(p) for p in text.prompts[0]] == [P.Text] and text.prompts[0][0].caption == "swan." and not text.auto
+    auto = job_for(base, items[1], tmp_path / "b", resume=True)
+    assert auto.auto and auto.resume and not auto.prompts
+    same = job_for(base, items[3], tmp_path / "c", resume=False)
+    assert same.prompts == base.prompts and same.out == str(tmp_path / "c") and same.input == items[3].input
     (tmp_path / "bad.csv").write_text("path\nx.mp4\n")
     with pytest.raises(InputError, match="'input' column"):
         collect_inputs([str(tmp_path / "bad.csv")])

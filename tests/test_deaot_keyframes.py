@@ -14,7 +14,7 @@ from PIL import Image
 from samtrack import cli
 from samtrack.models.deaot.engine import Engine
 from samtrack.models.deaot.preprocess import normalize, resize_frame, resize_mask
-from samtrack.models.propagator import load_tracker
+from samtrack.models.trackers import load_tracker
 
 CKPT = DEAOT_FIXTURES / "deaott.pth"
 SIZE = (120, 213)  # blackswan 480p / 4

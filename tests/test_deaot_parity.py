@@ -30,7 +30,7 @@ from conftest import DAVIS, DEAOT_FIXTURES
 from PIL import Image
 
 from samtrack.models.deaot.preprocess import normalize, resize_frame, resize_mask, target_size
-from samtrack.models.propagator import load_tracker
+from samtrack.models.trackers import load_tracker
 
 CASES = [("deaott", "two_objects"), ("deaott", "defaults_single"), ("r50_deaotl", "two_objects"),
          ("r50_deaotl", "defaults_single"), ("r50_deaotl", "many_objects"),

@@ -11,7 +11,7 @@ from PIL import Image
 import samtrack
 from samtrack.errors import InputError, ModelError
 from samtrack.models.deaot.tracker import DeAOTTracker, channel_argmax
-from samtrack.models.propagator import load_tracker
+from samtrack.models.trackers import load_tracker
 
 CKPT = DEAOT_FIXTURES / "deaott.pth"
 SIZE = (96, 160)  # network input 97 x 161, encoder grid 7 x 11: fast

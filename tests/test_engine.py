@@ -28,7 +28,7 @@ def clip(blackswan_small) -> tuple[Path, np.ndarray]:
 
 
 def deaot_settings(**kw) -> Settings:
-    return Settings(tracker="deaot-t", tracker_checkpoint=str(DEAOT_FIXTURES / "deaott.pth"), **kw)
+    return Settings(**kw).updated({"tracker.model": "deaot-t", "tracker.checkpoint": str(DEAOT_FIXTURES / "deaott.pth")})
 
 
 def masks_on_disk(out: Path) -> dict[str, bytes]:
@@ -69,8 +69,8 @@ def test_changes_wait_for_a_running_propagation(clip, tmp_path):
         assert s.status.state == "running"
         with pytest.raises(InputError, match="propagation is running"):
             s.add_object(3, mask=swan)
-        with pytest.raises(InputError, match="already running"):
-            next(s.iter_propagate(0))
+        with pytest.raises(InputError, match="propagation is running"):
+            s.iter_propagate(0)
         results.close()  # a consumer that stops early leaves the session usable
         assert s.status.state == "idle"
         s.add_object(3, mask=swan)
@@ -103,8 +103,8 @@ def test_undo_history_is_bounded():
 
 
 def test_loading_a_deaot_tracker_imports_no_transformers():
-    code = ("import sys; from samtrack.models.propagator import load_propagator; "
-            f"load_propagator('deaot-t', checkpoint={str(DEAOT_FIXTURES / 'deaott.pth')!r}); "
+    code = ("import sys; from samtrack.models.trackers import load_tracker; "
+            f"load_tracker('deaot-t', checkpoint={str(DEAOT_FIXTURES / 'deaott.pth')!r}); "
             "print('transformers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "False"

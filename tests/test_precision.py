@@ -12,7 +12,7 @@ from conftest import DEAOT_FIXTURES
 from samtrack import cli
 from samtrack.errors import InputError
 from samtrack.models.common import native_bf16, resolve_precision
-from samtrack.models.propagator import load_tracker
+from samtrack.models.trackers import load_tracker
 from samtrack.tracking.session import Session
 from samtrack.tracking.settings import Settings
 
@@ -37,11 +37,11 @@ def test_python_api_defaults_to_auto_and_says_what_runs():
 
 def test_session_setting_reaches_the_tracker(blackswan_small, tmp_path):
     frames, swan = blackswan_small
-    settings = Settings(tracker="deaot-t", tracker_checkpoint=str(CKPT), precision="bf16")
+    settings = Settings(precision="bf16").updated({"tracker.model": "deaot-t", "tracker.checkpoint": str(CKPT)})
     with Session(frames, tmp_path / "run", settings) as s:
         s.add_object(0, mask=swan)
         s.propagate(0, 1)
-        assert s.tracker.precision == "bf16"
+        assert s.models.tracker.precision == "bf16"
         assert s.precision_used() == {"tracker": "bf16"}
 
 

@@ -182,7 +182,7 @@ def test_resume_refuses_another_input_and_unasked_changes(clip, other_clip, swan
     code, said = run_cli(track(other_clip, out, "--resume", prompts=swan_prompts), capsys)
     assert code == 1 and f"{other_clip} is not the input of the run in {out}" in said and "bytes" in said
     code, said = run_cli(track(clip, out, "--resume", "--long-term-mem-gap", "3", prompts=swan_prompts), capsys)
-    assert code == 1 and "long_term_mem_gap: 9999 then, 3 now" in said and "--allow-changes" in said
+    assert code == 1 and "--long-term-mem-gap: 9999 then, 3 now" in said and "--allow-changes" in said
     moved = prompts_file(tmp_path / "p2", [{"frame": 0, "label": "swan", "mask": swan(1)}])
     code, said = run_cli(track(clip, out, "--resume", prompts=moved), capsys)
     assert code == 1 and "prompts on frame 0 differ" in said
@@ -196,7 +196,7 @@ def test_resume_refuses_another_input_and_unasked_changes(clip, other_clip, swan
                                prompts=late), capsys)
     assert code == 0, said
     session = json.loads((out / "session.json").read_text())
-    assert session["settings"]["long_term_mem_gap"] == 3
+    assert session["settings"]["tracker"]["long_term_mem_gap"] == 3
     assert {o["label"] for o in session["objects"].values()} == {"swan", "tail"}
     code, said = run_cli(track(clip, out, "--resume", "--allow-changes", prompts=moved), capsys)
     assert code == 1 and "frame 0 is already tracked" in said
@@ -326,12 +326,13 @@ def test_a_finished_auto_run_resumed_does_nothing(clip, tmp_path):
 
     out, settings = tmp_path / "run", Settings(sam_gap=5, min_area=20)
     with Session(clip, out, settings, segmenter=_OneSegment(), tracker=_Still()) as s:
-        s.run_auto(end=6)
+        s.propagate(0, 6, discover=True)
         s.finalize(video=False, gif=False, progress=False)
     before = masks(out)
     assert sorted(before) == [f"{i:05d}.png" for i in range(7)]
     with Session(clip, out, settings, resume=True, segmenter=_OneSegment(), tracker=_Still()) as s:
         assert s.finalized
-        s.run_auto()  # as `track --auto --resume` continues: up to the run's end (6), so nothing to do
-        assert s.resume() and s.finalized
+        assert s.resumable
+        s.propagate(None)  # as `track --auto --resume` continues: up to the run's end (6), so nothing to do
+        assert s.finalized
     assert masks(out) == before

@@ -22,10 +22,10 @@ from transformers import (
 )
 
 from samtrack.errors import InputError, ModelError
-from samtrack.models.propagator import load_propagator
-from samtrack.models.sam2video import Sam2VideoPropagator
+from samtrack.models.sam2video import Sam2VideoTracker
 from samtrack.models.sam2video.loading import default_processor
 from samtrack.models.sam2video.memory import MemoryFrame, ObjectMemory
+from samtrack.models.trackers import load_tracker
 
 S = 64  # model input size
 SIZE = (128, 72)  # frames: DAVIS 854x480 scaled down
@@ -124,8 +124,8 @@ def run(trk, frames: list[np.ndarray], ref: np.ndarray, extra: dict[int, Callabl
 @pytest.mark.parametrize("kind", ["sam2", "edgetam"])
 def test_matches_transformers_per_object_streaming(kind, tiny_dirs, frames, reference):
     """Batched objects give the logits of transformers' own streaming inference, which runs one object at a time."""
-    trk = load_propagator(str(tiny_dirs[kind]), precision="fp32")
-    assert isinstance(trk, Sam2VideoPropagator)
+    trk = load_tracker(str(tiny_dirs[kind]), precision="fp32")
+    assert isinstance(trk, Sam2VideoTracker)
     _, mine = run(trk, frames[:5], reference)
     proc, model = trk.processor, trk.model
     session = proc.init_video_session(inference_device="cpu", dtype=torch.float32)
@@ -143,7 +143,7 @@ def test_matches_transformers_per_object_streaming(kind, tiny_dirs, frames, refe
 
 
 def test_ids_stable_and_logits_consistent(tiny_dirs, frames, reference):
-    trk = load_propagator(str(tiny_dirs["sam2"]), precision="fp32")
+    trk = load_tracker(str(tiny_dirs["sam2"]), precision="fp32")
     labels, logits = run(trk, frames, reference)
     for ids, lg in zip(labels, logits):
         assert ids.dtype == np.uint8 and ids.shape == reference.shape
@@ -154,7 +154,7 @@ def test_ids_stable_and_logits_consistent(tiny_dirs, frames, reference):
 
 
 def test_object_added_later_appears_from_then_on(tiny_dirs, frames, reference):
-    trk = load_propagator(str(tiny_dirs["sam2"]), precision="fp32")
+    trk = load_tracker(str(tiny_dirs["sam2"]), precision="fp32")
     first = np.where(reference == 1, 1, 0).astype(np.uint8)
     t = 3
     trk.reset()
@@ -180,7 +180,7 @@ def test_object_added_later_appears_from_then_on(tiny_dirs, frames, reference):
 
 def test_backward_propagation_carries_an_object_to_earlier_frames(tiny_dirs, frames, reference):
     """The session feeds frames in reverse order: the object referenced on frame 5 reaches frames 4..0."""
-    trk = load_propagator(str(tiny_dirs["sam2"]), precision="fp32")
+    trk = load_tracker(str(tiny_dirs["sam2"]), precision="fp32")
     ref = np.where(reference == 2, 2, 0).astype(np.uint8)
     trk.add_reference(frames[5], ref)
     for frame in frames[4::-1]:
@@ -190,7 +190,7 @@ def test_backward_propagation_carries_an_object_to_earlier_frames(tiny_dirs, fra
 
 
 def test_correction_changes_later_frames_only(tiny_dirs, frames, reference):
-    trk = load_propagator(str(tiny_dirs["sam2"]), precision="fp32")
+    trk = load_tracker(str(tiny_dirs["sam2"]), precision="fp32")
     plain, plain_logits = run(trk, frames, reference)
     t = 3
 
@@ -210,7 +210,7 @@ def test_correction_changes_later_frames_only(tiny_dirs, frames, reference):
 
 
 def test_objects_with_the_same_memory_run_in_one_batch(tiny_dirs, frames, reference):
-    trk = load_propagator(str(tiny_dirs["sam2"]), precision="fp32")
+    trk = load_tracker(str(tiny_dirs["sam2"]), precision="fp32")
     calls = []
     hook = trk.model.memory_attention.register_forward_hook(lambda m, args, kwargs, out: calls.append(out.shape),
                                                             with_kwargs=True)
@@ -231,7 +231,7 @@ def test_objects_with_the_same_memory_run_in_one_batch(tiny_dirs, frames, refere
 
 
 def test_memory_stays_bounded(tiny_dirs, frames, reference):
-    trk = load_propagator(str(tiny_dirs["sam2"]), num_memory_frames=2, max_conditioning_frames=2, precision="fp32")
+    trk = load_tracker(str(tiny_dirs["sam2"]), num_memory_frames=2, max_conditioning_frames=2, precision="fp32")
     trk.add_reference(frames[0], reference)
     sizes = []
     for i in range(1, 31):
@@ -268,7 +268,7 @@ def test_conditioning_cap_keeps_the_first_reference_and_the_newest():
 
 
 def test_errors(tiny_dirs, frames, reference):
-    trk = load_propagator(str(tiny_dirs["sam2"]), precision="fp32")
+    trk = load_tracker(str(tiny_dirs["sam2"]), precision="fp32")
     with pytest.raises(InputError, match="add_reference must be called"):
         trk.track(frames[0])
     with pytest.raises(InputError, match="frame's size"):
@@ -284,17 +284,17 @@ def test_errors(tiny_dirs, frames, reference):
     with pytest.raises(InputError, match="not tracked"):
         trk.update_memory(np.where(ids > 0, 9, 0).astype(np.uint8))
     with pytest.raises(InputError, match="num_memory_frames"):
-        load_propagator(str(tiny_dirs["sam2"]), num_memory_frames=7)
+        load_tracker(str(tiny_dirs["sam2"]), num_memory_frames=7)
 
 
-def test_load_propagator_dispatch(tmp_path, tiny_dirs):
+def test_load_tracker_dispatch(tmp_path, tiny_dirs):
     from samtrack.models.deaot.tracker import DeAOTTracker
 
-    assert isinstance(load_propagator("deaot-t", checkpoint=DEAOT_FIXTURES / "deaott.pth"), DeAOTTracker)
-    assert isinstance(load_propagator("sam2.1-tiny", checkpoint=tiny_dirs["sam2"]), Sam2VideoPropagator)
+    assert isinstance(load_tracker("deaot-t", checkpoint=DEAOT_FIXTURES / "deaott.pth"), DeAOTTracker)
+    assert isinstance(load_tracker("sam2.1-tiny", checkpoint=tiny_dirs["sam2"]), Sam2VideoTracker)
     (tmp_path / "config.json").write_text('{"model_type": "sam2_video"}')
     with pytest.raises(ModelError, match="cannot load"):
-        load_propagator(str(tmp_path))
+        load_tracker(str(tmp_path))
 
 
 def test_cli_memory_knobs_reach_the_tracker(tmp_path, tiny_dirs, frames, tiny_sam, capsys):
@@ -311,7 +311,7 @@ def test_cli_memory_knobs_reach_the_tracker(tmp_path, tiny_dirs, frames, tiny_sa
     out = tmp_path / "run"
     assert cli.main([*common, "--out", str(out), "--num-memory-frames", "2", "--max-conditioning-frames", "3"]) == 0
     settings = json.loads((out / "run.json").read_text())["settings"]
-    assert (settings["num_memory_frames"], settings["max_conditioning_frames"]) == (2, 3)
+    assert (settings["tracker"]["num_memory_frames"], settings["tracker"]["max_conditioning_frames"]) == (2, 3)
     assert len(list((out / "masks").glob("*.png"))) == 4
     capsys.readouterr()
     assert cli.main([*common, "--out", str(tmp_path / "bad"), "--num-memory-frames", "9"]) == 1

@@ -10,7 +10,7 @@ from PIL import Image
 from transformers import SamConfig, SamModel
 
 import samtrack
-from samtrack import ClickState, InputError, ModelError, Segmenter
+from samtrack import InputError, ModelError, Segmenter
 from samtrack.models.sam.backends import plain_grid_decoder
 from samtrack.models.sam.everything import MaskRecord, merge_masks
 
@@ -82,7 +82,6 @@ def test_one_encoder_pass_per_frame(seg, frames):
         seg.click(frames[0], [(100, 60), (30, 30)], [1, 0])
         seg.box(frames[0].copy(), (50, 20, 150, 100))  # same pixels, another array: still cached
         seg.stroke(frames[0], [(60, 40), (90, 70), (120, 60)], n_points=2)
-        seg.refine(frames[0], seg.click(frames[0], [(100, 60)], [1]))
         assert calls.count == 1
         seg.click(frames[1], [(100, 60)], [1])
         assert calls.count == 2
@@ -111,39 +110,6 @@ def test_click_matches_sam_track_two_pass(seg, tiny_dir, frames):
     np.testing.assert_array_equal(seg.click(frame, [(100, 60), (30, 30)], [1, 0]), expected)
 
 
-def test_click_state_accumulates_and_undoes(seg, frames):
-    frame = frames[0]
-    state = ClickState()
-    first = seg.click(frame, [(100, 60)], [1], state=state)
-    assert state.points == [(100.0, 60.0)] and state.labels == [1]
-    assert state.logit.shape[-2:] == seg.model.mask_input_size
-    np.testing.assert_array_equal(state.mask, first)
-    second = seg.click(frame, [(30, 30)], [0], state=state)
-    assert state.points == [(100.0, 60.0), (30.0, 30.0)] and state.labels == [1, 0]
-    np.testing.assert_array_equal(state.mask, second)
-    # The first click's logit seeds the second: the result differs from a fresh two-click prompt.
-    assert not np.array_equal(second, seg.click(frame, [(100, 60), (30, 30)], [1, 0]))
-    np.testing.assert_array_equal(state.undo(), first)
-    assert state.points == [(100.0, 60.0)]
-    assert state.undo() is None and state.mask is None and not state.can_undo
-    with pytest.raises(InputError, match="nothing to undo"):
-        state.undo()
-    seg.click(frame, [(100, 60)], [1], state=state)
-    with pytest.raises(InputError, match="another frame"):
-        seg.click(frames[1], [(100, 60)], [1], state=state)
-    state.reset()
-    seg.click(frames[1], [(100, 60)], [1], state=state)
-    assert state.points == [(100.0, 60.0)]
-
-
-def test_box_in_state_is_kept_for_later_clicks(seg, frames):
-    state = ClickState()
-    seg.box(frames[0], (50, 20, 150, 100), state=state)
-    np.testing.assert_array_equal(state.box, [50, 20, 150, 100])
-    seg.click(frames[0], [(100, 60)], [1], state=state)
-    np.testing.assert_array_equal(state.box, [50, 20, 150, 100])
-
-
 def test_stroke_is_its_bounding_box(seg, frames):
     frame = frames[0]
     polyline = [(60, 40), (90, 70), (120, 55)]
@@ -155,21 +121,10 @@ def test_stroke_is_its_bounding_box(seg, frames):
     np.testing.assert_array_equal(seg.stroke(frame, painted), expected)
     with_points = seg.stroke(frame, polyline, n_points=3)
     np.testing.assert_array_equal(
-        with_points, seg._predict(frame, None, points=polyline, labels=[1, 1, 1], box=(60, 40, 120, 70))
+        with_points, seg._predict(frame, points=polyline, labels=[1, 1, 1], box=(60, 40, 120, 70))
     )
     # A straight vertical stroke still gives a box with an area.
     assert seg.stroke(frame, [(70, 10), (70, 90)]).shape == frame.shape[:2]
-
-
-def test_refine_takes_a_mask(seg, frames):
-    mask = np.zeros(frames[0].shape[:2], bool)
-    mask[30:80, 60:140] = True
-    out = seg.refine(frames[0], mask)
-    assert out.dtype == bool and out.shape == mask.shape
-    with pytest.raises(InputError, match="empty"):
-        seg.refine(frames[0], np.zeros_like(mask))
-    with pytest.raises(InputError, match="shape"):
-        seg.refine(frames[0], mask[:-1])
 
 
 def test_rgba_and_pil_frames_are_converted(seg, frames):

@@ -17,7 +17,7 @@ from transformers import (
     SamHQModel,
 )
 
-from samtrack import ClickState, Segmenter
+from samtrack import Segmenter
 from samtrack.models.sam.backends import Embedding, Sam2PromptModel, plain_grid_decoder
 
 TINY_DECODER = {"hidden_size": 32, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32}
@@ -80,19 +80,15 @@ def test_prompts_share_one_encoder_pass(seg, frame):
     calls = []
     handle = seg.model.vision_encoder.register_forward_hook(lambda *_: calls.append(1))
     try:
-        state = ClickState()
-        first = seg.click(frame, [(100, 60)], [1], state=state)
-        second = seg.click(frame, [(30, 30)], [0], state=state)
+        first = seg.click(frame, [(100, 60)], [1])
+        second = seg.click(frame, [(100, 60), (30, 30)], [1, 0])
         box = seg.box(frame, (20, 20, 120, 100))
-        refined = seg.refine(frame, box if box.any() else first)
         stroke = seg.stroke(frame, [(40, 40), (80, 90)], n_points=2)
     finally:
         handle.remove()
     assert len(calls) == 1
-    for mask in (first, second, box, refined, stroke):
+    for mask in (first, second, box, stroke):
         assert mask.dtype == bool and mask.shape == frame.shape[:2]
-    assert state.logit.shape[-2:] == seg.model.mask_input_size
-    np.testing.assert_array_equal(state.undo(), first)
 
 
 def test_everything_gives_an_id_mask(seg, frame):

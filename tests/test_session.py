@@ -44,10 +44,11 @@ def settings(tiny_sam: str, tracker: str = "deaot-t", **kw) -> Settings:
     fixture = {"deaot-t": "deaott.pth", "r50-deaotl": "r50_deaotl.pth"}.get(tracker)
     ckpt = str(DEAOT_FIXTURES / fixture) if fixture else None
     # Random SAM weights predict low IoU/stability, so the thresholds are opened to get segments at all.
-    base = {"segmenter": tiny_sam, "tracker": tracker, "tracker_checkpoint": ckpt, "sam_gap": 5,
-            "min_area": 20, "points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0,
-            "crop_n_layers": 0, "min_mask_region_area": 0}
-    return Settings(**{**base, **kw})
+    base = {"segmenter.model": tiny_sam, "tracker.model": tracker, "tracker.checkpoint": ckpt, "sam_gap": 5,
+            "min_area": 20, "everything.points_per_side": 4, "everything.pred_iou_thresh": 0.0,
+            "everything.stability_score_thresh": 0.0, "everything.crop_n_layers": 0,
+            "everything.min_mask_region_area": 0}
+    return Settings().updated({**base, **kw})
 
 
 def mask_bytes(out: Path) -> dict[str, bytes]:
@@ -71,7 +72,7 @@ def test_find_new_objects_gives_fresh_ids_and_applies_thresholds():
 
 def test_auto_mode_adds_objects_on_key_frames_only_with_stable_ids(frames_dir, tiny_sam, tmp_path):
     s = Session(frames_dir, tmp_path / "run", settings(tiny_sam))
-    s.run_auto()
+    s.propagate(0, discover=True)
     s.close()
     assert s.objects, "segment-everything found nothing on frame 0"
     assert {o.frame for o in s.objects.values()} <= {0, 5, 10}
@@ -112,7 +113,7 @@ def test_backward_propagation_fills_earlier_frames_without_overwriting(frames_di
     s.propagate(0, 6)
     held = [s.mask(i).copy() for i in range(6)]
     late = s.add_object(6, mask=gt_small[6], label="late swan")
-    s.propagate_backward(6)
+    s.propagate(6, direction="backward")
     s.close()
     for i in range(6):
         ids = s.mask(i)
@@ -124,7 +125,7 @@ def test_backward_propagation_fills_earlier_frames_without_overwriting(frames_di
 
 def test_resume_after_interrupt_gives_the_same_masks(frames_dir, tiny_sam, tmp_path):
     full = Session(frames_dir, tmp_path / "full", settings(tiny_sam))
-    full.run_auto()
+    full.propagate(0, discover=True)
     full.close()
 
     def ctrl_c(done: int, total: int, info: dict) -> None:
@@ -133,11 +134,12 @@ def test_resume_after_interrupt_gives_the_same_masks(frames_dir, tiny_sam, tmp_p
 
     part = Session(frames_dir, tmp_path / "part", settings(tiny_sam))
     with pytest.raises(KeyboardInterrupt):
-        part.run_auto(progress=ctrl_c)
+        part.propagate(0, discover=True, progress=ctrl_c)
     part.close()
     assert len(mask_bytes(tmp_path / "part")) == 8  # frames 0-7, each complete
     resumed = Session(frames_dir, tmp_path / "part", resume=True)
-    assert resumed.resume()
+    assert resumed.resumable
+    resumed.propagate(None)
     resumed.close()
     assert mask_bytes(tmp_path / "part") == mask_bytes(tmp_path / "full")
     assert {k: (o.frame, o.prompt) for k, o in resumed.objects.items()} == \
@@ -183,7 +185,7 @@ def test_cli_track_with_box_on_video_writes_every_output(blackswan_mp4, tiny_sam
     objects = json.loads((out / "objects.json").read_text())
     assert objects["1"]["prompt"]["kind"] == "box"
     run = json.loads((out / "run.json").read_text())
-    assert run["settings"]["tracker"] == "deaot-t" and run["settings"]["sam_gap"] == 10
+    assert run["settings"]["tracker"]["model"] == "deaot-t" and run["settings"]["sam_gap"] == 10
     assert run["frames"]["covered"] == [[0, 3]]
 
 
@@ -223,6 +225,8 @@ class _BoxFill:
 
 class _FixedDetector:
     """Detector double: the same detections on every frame, with the captions it was asked."""
+
+    options = ("box_threshold", "text_threshold", "box_size_threshold")
 
     def __init__(self, detections):
         self.detections, self.captions = detections, []
@@ -266,7 +270,7 @@ def test_auto_mode_by_category_labels_new_objects(frames_dir, tmp_path):
     det = _FixedDetector([Detection((50, 20, 120, 80), 0.9, "swan")])
     s = Session(frames_dir, tmp_path / "run", Settings(sam_gap=5), segmenter=_BoxFill(), detector=det,
                 tracker=StillTracker())
-    s.run_auto(categories="swan")
+    s.propagate(0, discover=True, categories="swan")
     s.close()
     assert [(o.id, o.label, o.frame) for o in s.objects.values()] == [(1, "swan", 0)]
     assert det.captions == ["swan"] * 3  # key frames 0, 5, 10
@@ -284,7 +288,7 @@ def test_auto_mode_runs_unchanged_with_a_sam2_tracker(frames_dir, tiny_sam, tmp_
 
     tracker_dir = save_tiny("sam2", tmp_path / "sam2")
     s = Session(frames_dir, tmp_path / "run", settings(tiny_sam, tracker=str(tracker_dir)))
-    s.run_auto(end=6)
+    s.propagate(0, 6, discover=True)
     s.close()
     assert s.objects and {o.frame for o in s.objects.values()} <= {0, 5}
     for i in range(7):

@@ -62,6 +62,8 @@ class BoxSegmenter:
 class ScriptedDetector:
     """Detector double: detections per call (the last list repeats), and the captions asked."""
 
+    options = ("box_threshold", "text_threshold", "box_size_threshold")
+
     def __init__(self, *per_call: list[Detection]):
         self.per_call, self.captions = list(per_call), []
 
@@ -103,7 +105,8 @@ def local_settings(tmp_path: Path, **kw) -> Settings:
     """Settings whose model names are existing paths (weights are checked by the loaders, which the
     doubles replace)."""
     here = str(tmp_path)
-    return Settings(segmenter=here, tracker=here, detector=here, audio_model=here, min_area=4, **kw)
+    return Settings(min_area=4).updated({"segmenter.model": here, "tracker.model": here, "detector.model": here,
+                                         "audio.model": here, **kw})
 
 
 @pytest.mark.parametrize("top1", [False, True])
@@ -111,7 +114,7 @@ def test_auto_audio_detects_the_sounds_on_every_key_frame(video_with_sound, tmp_
     """`track --auto --audio`: the labels heard (above --audio-threshold among the top --label-num, or the
     best one with --audio-top1) are the categories of SAM-Track's text automatic mode."""
     det = ScriptedDetector([Detection((5, 5, 20, 20), 0.9, "bird")])
-    job = TrackJob(str(video_with_sound), str(tmp_path / "run"), local_settings(tmp_path, sam_gap=10, audio_top1=top1),
+    job = TrackJob(str(video_with_sound), str(tmp_path / "run"), local_settings(tmp_path, sam_gap=10, **{"audio.audio_top1": top1}),
                    auto=True, audio=True, video=False, gif=False)
     job.run(models=Doubles(segmenter=BoxSegmenter(), detector=det, tracker=StillTracker(),
                            audio_tagger=FixedTagger()))
@@ -143,7 +146,7 @@ def test_text_categories_keep_sam_tracks_40_percent_guard(blackswan_small, tmp_p
     det = ScriptedDetector([small, huge], [small, huge])
     s = Session(frames, tmp_path / "run", Settings(sam_gap=3, min_area=4), segmenter=BoxSegmenter(), detector=det,
                 tracker=StillTracker())
-    s.run_auto(categories="duck. water")
+    s.propagate(0, discover=True, categories="duck. water")
     s.close()
     # frame 0 (where the pass starts) takes both; later key frames would not take the huge one
     assert [(o.label, o.frame) for o in s.objects.values()] == [("duck", 0), ("water", 0)]
@@ -151,7 +154,7 @@ def test_text_categories_keep_sam_tracks_40_percent_guard(blackswan_small, tmp_p
     det = ScriptedDetector([small], [small, huge])  # the huge one appears on key frame 3
     s = Session(frames, tmp_path / "run2", Settings(sam_gap=3, min_area=4), segmenter=BoxSegmenter(),
                 detector=det, tracker=StillTracker())
-    s.run_auto(categories="duck. water")
+    s.propagate(0, discover=True, categories="duck. water")
     s.close()
     assert [(o.label, o.frame) for o in s.objects.values()] == [("duck", 0)]
     assert len(det.captions) == 2  # key frames 0 and 3
@@ -160,7 +163,7 @@ def test_text_categories_keep_sam_tracks_40_percent_guard(blackswan_small, tmp_p
     segments[:, 60:] = 1
     s = Session(frames, tmp_path / "run3", Settings(sam_gap=3, min_area=4), segmenter=BoxSegmenter(segments),
                 tracker=StillTracker())
-    s.track_prompts({0: [P.make_prompt(0, box=(10, 10, 40, 40))]}, discover=True)
+    s.propagate(0, discover=True, prompts={0: [P.make_prompt(0, box=(10, 10, 40, 40))]})
     s.close()
     assert [(o.prompt["kind"], o.frame) for o in s.objects.values()] == [("box", 0), ("everything", 0)]
 
@@ -176,7 +179,7 @@ def test_prompts_and_discovery_in_one_run(blackswan_small, tmp_path):
     s = Session(frames, tmp_path / "run", Settings(sam_gap=2, min_area=4), segmenter=seg, tracker=StillTracker())
     prompts = {1: [P.make_prompt(1, box=(10, 10, 40, 40), label="duck")],
                3: [P.make_prompt(3, box=(160, 5, 200, 30), label="post")]}
-    s.track_prompts(prompts, discover=True)
+    s.propagate(min(prompts), discover=True, prompts=prompts)
     s.close()
     assert [(o.label, o.prompt["kind"], o.frame) for o in s.objects.values()] == \
         [("duck", "box", 1), ("object 2", "everything", 2), ("post", "box", 3)]
@@ -222,7 +225,7 @@ def test_sessions_interleaved_on_two_videos_equal_separate_runs(tmp_path):
     """Two sessions in one process, one model pool: frame by frame in turn, and in two threads at once,
     they produce exactly the masks of two runs on their own."""
     clips = [_clip(tmp_path, "blackswan"), _clip(tmp_path, "bmx-trees")]
-    settings = Settings(tracker="deaot-t", tracker_checkpoint=str(CKPT), precision="fp32")
+    settings = Settings(precision="fp32").updated({"tracker.model": "deaot-t", "tracker.checkpoint": str(CKPT)})
 
     def masks(out: Path) -> list[bytes]:
         return [p.read_bytes() for p in sorted((out / "masks").glob("*.png"))]

@@ -24,13 +24,13 @@ from samtrack.app import view
 from samtrack.app.uploads import open_upload
 from samtrack.app.workspace import AppConfig, Workspace, Workspaces
 from samtrack.errors import InputError, SamtrackError
-from samtrack.tracking.settings import Settings
+from samtrack.io.outputs import OUTPUT_FILES, RUN_JSON
 
 NEW_OBJECT = 0  # the object selector's "new object" entry
-OUTPUT_FILES = ("masks.zip", "overlay.mp4", "overlay.gif", "masks_rle.json", "objects.json")
-# Settings the panel edits (the rest come from the command line).
-PANEL_SETTINGS = ("tracker", "sam_gap", "points_per_side", "max_obj_num", "min_area", "min_new_obj_iou",
-                  "long_term_mem_gap", "max_len_long_term", "precision")
+DOWNLOADS = tuple(name for name in OUTPUT_FILES if name != RUN_JSON)  # what the Outputs tab offers
+# Settings the panel edits, by dotted path (the rest come from the command line).
+PANEL_SETTINGS = ("tracker.model", "sam_gap", "everything.points_per_side", "max_obj_num", "min_area",
+                  "min_new_obj_iou", "tracker.long_term_mem_gap", "tracker.max_len_long_term", "precision")
 
 
 @contextlib.contextmanager
@@ -118,7 +118,7 @@ class Handlers:
 
     def open_example(self, request: gr.Request) -> tuple:
         """Open the bundled example clip (three moving shapes, generated on first use)."""
-        from samtrack.demo import make_clip
+        from samtrack.io.synthetic import make_clip
 
         clip = self.workspaces.root / "example" / "example.mp4"
         if not clip.exists():
@@ -333,8 +333,9 @@ class Handlers:
             s = ws.require_idle()
             if not caption.strip():
                 raise InputError('type what to find, e.g. "swan. duck"')
-            s.settings.box_threshold, s.settings.text_threshold = float(box_threshold), float(text_threshold)
-            ws.settings.box_threshold, ws.settings.text_threshold = float(box_threshold), float(text_threshold)
+            thresholds = {"detector.box_threshold": box_threshold, "detector.text_threshold": text_threshold}
+            ws.settings = ws.settings.updated(thresholds)
+            s.update_settings(s.settings.updated(thresholds))
             ws.clear_prompt()
             added = s.add_objects_from_text(ws.frame, caption)
             self._note_frame(ws)
@@ -406,23 +407,25 @@ class Handlers:
         return self.view(ws, f"Stopped at frame {ws.frame}.")
 
     # ------------------------------------------------------------------ settings and outputs
-    def apply_settings(self, tracker: str, sam_gap: float, points_per_side: float, max_obj_num: float,
-                       min_area: float, min_new_obj_iou: float, long_term_mem_gap: float, max_len_long_term: float,
-                       precision: str, request: gr.Request) -> str:
-        """Apply the settings panel to this tab (its objects and masks are kept)."""
-        values = (tracker, sam_gap, points_per_side, max_obj_num, min_area, min_new_obj_iou, long_term_mem_gap,
-                  max_len_long_term, precision)
+    def apply_settings(self, request: gr.Request, *values: Any) -> str:
+        """Apply the settings panel (the values of PANEL_SETTINGS, in order) to this tab; its objects and
+        masks are kept. A tracker the app was started with gets its --checkpoint back."""
         ws = self.ws(request)
         with page_errors(), ws.lock:
             if ws.busy:
                 raise InputError("tracking is running: press Stop first")
-            changed = {k: type(getattr(ws.settings, k))(v) for k, v in zip(PANEL_SETTINGS, values, strict=True)}
-            if changed["tracker"] != ws.settings.tracker:
-                changed["tracker_checkpoint"] = None  # the command line's checkpoint was for the other tracker
-            new = Settings.from_dict({**ws.settings.to_dict(), **changed})
+            if len(values) != len(PANEL_SETTINGS):
+                raise InputError(f"the settings panel has {len(PANEL_SETTINGS)} values, got {len(values)}")
+            new = ws.settings.updated(dict(zip(PANEL_SETTINGS, values, strict=True)))
+            started = self.config.settings.tracker
+            checkpoint = started.checkpoint if new.tracker.model == started.model else None
+            new = new.updated({"tracker.checkpoint": checkpoint})
+            changed = {k: v for k, v in new.flat().items() if ws.settings.get(k) != v}
             ws.settings = new
             if ws.session is not None:
-                ws.session.update_settings(Settings.from_dict(new.to_dict()))
+                ws.session.update_settings(new)
+            if not changed:
+                return "Settings unchanged."
             return "Settings applied: " + ", ".join(f"{k}={v}" for k, v in changed.items())
 
     def outputs(self, request: gr.Request) -> tuple:
@@ -431,7 +434,7 @@ class Handlers:
         with page_errors(), ws.lock:
             s = ws.require_idle()
             paths = s.finalize(progress=False)
-            files = [str(paths[name]) for name in OUTPUT_FILES if name in paths]
+            files = [str(paths[name]) for name in DOWNLOADS if name in paths]
             video = str(paths["overlay.mp4"]) if "overlay.mp4" in paths else None
             return video, files, f"Wrote {len(files)} files for {len(s)} frames and {len(s.objects)} objects."
 

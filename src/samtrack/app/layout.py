@@ -16,10 +16,10 @@ from typing import Any
 import gradio as gr
 
 from samtrack.app.gestures import GESTURES_JS
-from samtrack.app.handlers import NEW_OBJECT, Handlers
+from samtrack.app.handlers import NEW_OBJECT, PANEL_SETTINGS, Handlers
 from samtrack.app.workspace import AppConfig
 from samtrack.models import registry
-from samtrack.tracking.settings import PRECISION_CHOICES, Settings
+from samtrack.tracking.settings import Settings, leaves
 
 HEAVY = {"concurrency_id": "heavy", "concurrency_limit": 1}
 LIGHT = {"concurrency_id": "light", "concurrency_limit": 4}
@@ -33,8 +33,7 @@ CSS = """
 
 def missing_weights(settings: Settings) -> list[str]:
     """Models the settings name whose weights are neither a local path nor in the cache."""
-    wanted = [(settings.segmenter, "segmenter"),
-              (settings.tracker_checkpoint or settings.tracker, "tracker")]
+    wanted = [(settings.segmenter.model, "segmenter"), (settings.tracker.source, "tracker")]
     missing = []
     for name, kind in wanted:
         if Path(name).expanduser().exists():
@@ -54,10 +53,30 @@ def weights_banner(settings: Settings) -> str:
             "with `--segmenter` / `--checkpoint`), then restart `samtrack app`.")
 
 
-def tracker_choices(current: str) -> list[str]:
-    names = [s.name for s in registry.list_specs("tracker")]
-    names += [s.name for s in registry.list_specs("segmenter") if s.name.startswith(("sam2", "edgetam"))]
-    return names if current in names else [current, *names]
+def tracker_choices(current: str, checkpoint: str | None) -> list[tuple[str, str]]:
+    """(label, name) of every tracker, each marked with what choosing it means: ready (on disk), or the
+    download it needs first."""
+    choices = []
+    for spec in registry.list_specs("tracker"):
+        ready = registry.is_cached(spec) or (spec.name == registry.canonical_name(current, "tracker") and checkpoint)
+        choices.append((f"{spec.name} ({'on disk' if ready else f'downloads {spec.approx_mb} MB'})", spec.name))
+    if current not in [name for _, name in choices] and registry.find_spec(current, "tracker") is None:
+        choices.insert(0, (f"{current} (on disk)", current))
+    return choices
+
+
+def setting_widget(path: str, settings: Settings) -> gr.Component:
+    """The settings panel's control for one setting, from its field: its type, help text and choices."""
+    f = dict(leaves())[path]
+    value, label, info = settings.get(path), path, f.metadata["help"]
+    if path == "tracker.model":
+        return gr.Dropdown(tracker_choices(value, settings.tracker.checkpoint), value=value, label="Tracker",
+                           info="downloads happen when tracking starts", allow_custom_value=True)
+    if f.metadata.get("choices"):
+        return gr.Radio(list(f.metadata["choices"]), value=value, label=label, info=info)
+    if isinstance(value, bool):
+        return gr.Checkbox(value, label=label, info=info)
+    return gr.Number(value, label=label, info=info, precision=0 if isinstance(value, int) else None)
 
 
 def build_app(config: AppConfig | None = None, models: Any = None) -> gr.Blocks:
@@ -128,27 +147,15 @@ def build_app(config: AppConfig | None = None, models: Any = None) -> gr.Blocks:
                         keep_btn = gr.Button("Apply")
                     with gr.Accordion("Text (Grounding DINO)", open=False):
                         caption = gr.Textbox(label="Caption", placeholder="swan. duck")
-                        box_thr = gr.Slider(0, 1, value=d.box_threshold, step=0.01, label="Box threshold")
-                        text_thr = gr.Slider(0, 1, value=d.text_threshold, step=0.01, label="Text threshold")
+                        box_thr = gr.Slider(0, 1, value=d.detector.box_threshold, step=0.01, label="Box threshold")
+                        text_thr = gr.Slider(0, 1, value=d.detector.text_threshold, step=0.01, label="Text threshold")
                         text_btn = gr.Button("Find")
                     with gr.Accordion("Sound (AST audio tagging)", open=False):
                         listen_btn = gr.Button("Listen to the soundtrack")
                         sound = gr.Radio([], label="Sounds (AudioSet label, probability)")
                         ground_btn = gr.Button("Find what makes this sound")
                 with gr.Tab("Settings"):
-                    panel = [
-                        gr.Dropdown(tracker_choices(d.tracker), value=d.tracker, label="Tracker",
-                                    allow_custom_value=True),
-                        gr.Number(d.sam_gap, label="sam_gap (discovery every N frames)", precision=0, minimum=1),
-                        gr.Number(d.points_per_side, label="points_per_side", precision=0, minimum=1),
-                        gr.Number(d.max_obj_num, label="max_obj_num", precision=0, minimum=1, maximum=255),
-                        gr.Number(d.min_area, label="min_area", precision=0, minimum=0),
-                        gr.Number(d.min_new_obj_iou, label="min_new_obj_iou", minimum=0, maximum=1),
-                        gr.Number(d.long_term_mem_gap, label="long_term_mem_gap", precision=0, minimum=1),
-                        gr.Number(d.max_len_long_term, label="max_len_long_term", precision=0, minimum=1),
-                        gr.Radio(list(PRECISION_CHOICES), value=d.precision,
-                                 label="Precision (tracker and segmenter; auto: bf16 on CPUs where it is faster)"),
-                    ]
+                    panel = [setting_widget(path, d) for path in PANEL_SETTINGS]
                     settings_btn = gr.Button("Apply settings")
                 with gr.Tab("Outputs", elem_id="outputs-tab"):
                     outputs_btn = gr.Button("Make outputs", elem_id="make-outputs")

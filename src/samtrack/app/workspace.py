@@ -94,7 +94,7 @@ class Workspaces:
             if ws is None:
                 folder = self.root / uuid.uuid4().hex  # never a client-chosen name
                 folder.mkdir()
-                ws = self._items[key] = Workspace(folder, Settings.from_dict(self.config.settings.to_dict()))
+                ws = self._items[key] = Workspace(folder, self.config.settings)
             return ws
 
     def __len__(self) -> int:

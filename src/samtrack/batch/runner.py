@@ -7,7 +7,6 @@ Inside an already initialised Ray session (a test, a notebook) that session is u
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
@@ -22,6 +21,7 @@ from samtrack.batch.inputs import BatchInput
 from samtrack.batch.manifest import Manifest
 from samtrack.batch.worker import TrackWorker, describe, now
 from samtrack.errors import InputError
+from samtrack.tracking.job import TrackJob
 
 Event = dict[str, Any]  # a worker's progress: name, worker, pid, done, total
 
@@ -84,12 +84,13 @@ def _worker_count(res: Resources, todo: int) -> int:
     return max(1, min(fit, todo))
 
 
-def run_batch(inputs: list[BatchInput], args: argparse.Namespace, out_dir: str | Path, *,
+def run_batch(inputs: list[BatchInput], job: TrackJob, out_dir: str | Path, *,
               resources: Resources | None = None, retries: int = 2, retry_failed: bool = False,
               address: str | None = None, on_event: Callable[[Event], None] | None = None,
               on_record: Callable[[dict[str, Any]], None] | None = None,
               on_start: Callable[[int, int], None] | None = None) -> BatchResult:
-    """Run `samtrack track` with `args` over every input, each into `out_dir/<name>`.
+    """Run the track `job` over every input (the job's prompts unless the input gives its own), each into
+    `out_dir/<name>`.
 
     Inputs finished by an earlier run (per `out_dir/batch.jsonl` and their run.json) are left alone,
     and so are inputs that failed before unless `retry_failed`; partial ones resume. Each input gets
@@ -119,7 +120,7 @@ def run_batch(inputs: list[BatchInput], args: argparse.Namespace, out_dir: str |
     workers: list[Any] = []
 
     def new_worker() -> Any:
-        workers.append(worker_cls.remote(args, events, threads))
+        workers.append(worker_cls.remote(job, events, threads))
         return workers[-1]
 
     for item in todo:  # attempts and model loads count within this run

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-import copy
+import dataclasses
 import datetime as dt
 import os
 import socket
@@ -13,6 +12,8 @@ from typing import Any
 
 from samtrack.batch.inputs import BatchInput
 from samtrack.errors import SamtrackError
+from samtrack.tracking import prompts as P
+from samtrack.tracking.job import TrackJob
 
 SESSION_FILE = "session.json"  # a run directory holding one has progress to resume
 EVENT_INTERVAL_S = 0.25  # progress events a worker sends at most this often (and on the last frame)
@@ -28,20 +29,21 @@ def describe(exc: BaseException) -> str:
     return text if isinstance(exc, SamtrackError) else f"{type(exc).__name__}: {text}"
 
 
-def job_args(args: argparse.Namespace, item: BatchInput, run_dir: Path, resume: bool,
-             ours: bool = False) -> argparse.Namespace:
-    """The `samtrack track` arguments of one input: the batch's options, with the input's own prompts.
+def job_for(base: TrackJob, item: BatchInput, run_dir: Path, resume: bool, ours: bool = False) -> TrackJob:
+    """The track job of one input: the batch's job, with the input's own prompts when it gives some.
 
     `ours`: this batch made `run_dir` in an earlier attempt, so what that attempt left before its
     session was recorded (a worker killed early) may be replaced (`track --force`)."""
-    ns = copy.copy(args)
-    ns.input, ns.out, ns.resume = item.input, str(run_dir), resume
-    ns.force = getattr(args, "force", False) or ours
-    if item.overrides:
-        ns.prompt_items = [("text", item.text)] if item.text else []
-        ns.prompts = item.prompts
-        ns.auto = bool(item.auto)
-    return ns
+    force = base.force or ours
+    if not item.overrides:
+        return dataclasses.replace(base, input=item.input, out=str(run_dir), resume=resume, force=force)
+    prompts = P.parse_prompt_file(item.prompts) if item.prompts else {}
+    if item.text:
+        P.add(prompts, P.make_prompt(0, text=item.text))
+    discover = (base.categories or "") if base.discover else None
+    return TrackJob.build(item.input, str(run_dir), base.settings, prompts, auto=bool(item.auto), discover=discover,
+                          resume=resume, audio=base.audio, backward=base.backward, end=base.end, fps=base.fps,
+                          video=base.video, gif=base.gif, force=force, allow_changes=base.allow_changes)
 
 
 class TrackWorker:
@@ -50,14 +52,14 @@ class TrackWorker:
     Progress goes to `events` (a `ray.util.queue.Queue`) as dicts: name, worker, pid, done, total.
     """
 
-    def __init__(self, args: argparse.Namespace, events: Any, threads: int | None = None) -> None:
+    def __init__(self, job: TrackJob, events: Any, threads: int | None = None) -> None:
         from samtrack.models.pool import ModelPool
 
         if threads:
             import torch
 
             torch.set_num_threads(threads)
-        self.args = args
+        self.job = job
         self.events = events
         self.models = ModelPool()
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -66,8 +68,6 @@ class TrackWorker:
         """Track one input into `out_dir/item.name`, resuming what an earlier attempt left (`ours`: the
         batch started this input before); never raises for a bad input: the result's status is "done"
         or "failed" with the error."""
-        from samtrack.commands.track import job_from_args
-
         run_dir = Path(out_dir) / item.name
         resumed = (run_dir / SESSION_FILE).is_file()
         before = set(self.models.loaded())
@@ -83,7 +83,7 @@ class TrackWorker:
 
         record: dict[str, Any] = {"worker": self.worker, "started": started, "resumed": resumed}
         try:
-            job = job_from_args(job_args(self.args, item, run_dir, resumed, ours))
+            job = job_for(self.job, item, run_dir, resumed, ours)
             result = job.run(models=self.models, progress=progress, render_progress=False)
             seconds = time.perf_counter() - t0
             record.update(status="done", error=None, frames=result["frames"], tracked=result["tracked"],

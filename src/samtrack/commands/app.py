@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from samtrack.commands import track
 from samtrack.errors import InputError
+from samtrack.tracking import settings
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860, help="port (0: any free port)")
     p.add_argument("--max-upload", default="2gb", help="largest upload (e.g. 500mb, 2gb)")
     p.add_argument("--max-frames", type=int, default=10_000, help="longest video accepted, in frames")
-    track.add_model_options(p)
+    settings.add_options(p)
     return p
 
 
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_frames < 1:
         raise InputError(f"--max-frames must be >= 1, got {args.max_frames}")
-    config = AppConfig(settings=track.settings_from_args(args), max_upload_bytes=parse_size(args.max_upload),
+    config = AppConfig(settings=settings.from_args(args), max_upload_bytes=parse_size(args.max_upload),
                        max_frames=args.max_frames)
     demo = build_app(config)
     print(f"samtrack app: http://{args.host}:{args.port or '<any free port>'} (Ctrl-C stops it)", flush=True)

@@ -49,11 +49,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--gpus-per-worker reserves GPUs the models would not use: add --device cuda")
     if not (args.auto or args.prompts or args.audio or getattr(args, "prompt_items", None)):
         args.auto = True  # a batch segments everything unless told what to track
+    job = track.job_from_args(args, input="", out=args.out)  # the base job; each input replaces its own parts
     inputs = collect_inputs(args.inputs)
     resources = Resources(args.workers, args.cpus_per_worker, args.gpus_per_worker)
     progress = BatchProgress(disable=args.quiet)
     try:
-        result = run_batch(inputs, args, args.out, resources=resources, retries=args.retries,
+        result = run_batch(inputs, job, args.out, resources=resources, retries=args.retries,
                            retry_failed=args.retry_failed, address=args.address, on_start=progress.start,
                            on_event=progress.event, on_record=progress.record)
     finally:

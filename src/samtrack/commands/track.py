@@ -6,10 +6,9 @@ import argparse
 import json
 import sys
 
-from samtrack.errors import InputError
 from samtrack.tracking import prompts as P
+from samtrack.tracking import settings
 from samtrack.tracking.job import TrackJob
-from samtrack.tracking.settings import PRECISION_CHOICES, Settings
 
 
 class _Ordered(argparse.Action):
@@ -107,7 +106,7 @@ def add_options(p: argparse.ArgumentParser) -> None:
                            "mask: PNG path}")
     mode.add_argument("--backward", action="store_true",
                       help="also carry objects added after frame 0 back towards frame 0")
-    add_model_options(p)
+    settings.add_options(p)
     out = p.add_argument_group("outputs")
     out.add_argument("--end", type=int, default=None, help="last frame to track (default: the last)")
     out.add_argument("--fps", type=_positive_float, default=None,
@@ -116,81 +115,17 @@ def add_options(p: argparse.ArgumentParser) -> None:
     out.add_argument("--no-gif", action="store_true", help="skip overlay.gif")
 
 
-def add_model_options(p: argparse.ArgumentParser) -> None:
-    """The model and SAM-Track parameter options (`samtrack app` takes them too)."""
-    d = Settings()
-    models = p.add_argument_group("models")
-    models.add_argument("--segmenter", default=d.segmenter, help="segmenter name (see `samtrack models`) or path")
-    models.add_argument("--tracker", default=d.tracker,
-                        help="tracker: r50-deaotl, deaot-t/s/b/l, swinb-deaotl, aot-*, sam2.1-tiny/small/base-plus/"
-                             "large, edgetam (see `samtrack models`), or a local path")
-    models.add_argument("--detector", default=d.detector, help="text detector name or path (--text, --audio)")
-    models.add_argument("--audio-model", dest="audio_model", default=d.audio_model, help="audio tagger (--audio)")
-    models.add_argument("--checkpoint", default=None, help="tracker checkpoint file; none: the release in the model cache")
-    models.add_argument("--device", default=d.device, help="cpu, cuda, mps or auto")
-    models.add_argument("--precision", default=d.precision, choices=PRECISION_CHOICES,
-                        help="tracker and segmenter precision; auto: fp16 on CUDA (as SAM-Track), bf16 on CPUs "
-                             "where bf16 products measure faster than fp32, fp32 otherwise; fp32 is exact")
-    s = p.add_argument_group("SAM-Track parameters")
-    for name, help_text in [
-        ("sam_gap", "run segment-everything every N frames (--auto)"),
-        ("min_area", "smallest new object in pixels"),
-        ("max_obj_num", "most objects (ids 1..255)"),
-        ("min_new_obj_iou", "share of a segment outside tracked objects needed to add it"),
-        ("points_per_side", "segment-everything point grid"),
-        ("pred_iou_thresh", "segment-everything predicted-IoU threshold"),
-        ("stability_score_thresh", "segment-everything stability threshold"),
-        ("box_threshold", "text: Grounding DINO box score threshold"),
-        ("text_threshold", "text: threshold for the words that name a box"),
-        ("box_size_threshold", "text: drop boxes larger than this fraction of the frame"),
-        ("label_num", "audio: most sound labels considered"),
-        ("audio_threshold", "audio: smallest label probability"),
-        ("long_term_mem_gap", "tracker: add a frame to long-term memory every N frames"),
-        ("max_len_long_term", "tracker: most frames in long-term memory"),
-    ]:
-        default = getattr(d, name)
-        s.add_argument("--" + name.replace("_", "-"), dest=name, type=type(default), default=default, help=help_text)
-    s.add_argument("--audio-top1", dest="audio_top1", action="store_true",
-                   help="audio: ground only the most probable sound (SAM-Track grounds every label kept)")
-    s.add_argument("--num-memory-frames", type=int, default=d.num_memory_frames,
-                   help="SAM 2.1 / EdgeTAM: recent frames kept in each object's memory (default: the model's 6)")
-    s.add_argument("--max-conditioning-frames", type=int, default=d.max_conditioning_frames,
-                   help="SAM 2.1 / EdgeTAM: most prompted frames kept per object (its first is always kept)")
-
-
-SETTINGS = ("sam_gap", "min_area", "max_obj_num", "min_new_obj_iou", "points_per_side", "pred_iou_thresh",
-            "stability_score_thresh", "long_term_mem_gap", "max_len_long_term", "segmenter", "tracker",
-            "device", "precision", "detector", "audio_model", "box_threshold", "text_threshold", "box_size_threshold",
-            "label_num", "audio_threshold", "audio_top1", "num_memory_frames", "max_conditioning_frames")
-
-
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    """The session settings the options of `add_model_options` give."""
-    return Settings(**{k: getattr(args, k) for k in SETTINGS}, tracker_checkpoint=args.checkpoint)
-
-
-def job_from_args(args: argparse.Namespace) -> TrackJob:
-    """The job `samtrack track` runs for these arguments (also what `samtrack batch` runs per input)."""
+def job_from_args(args: argparse.Namespace, input: str | None = None, out: str | None = None) -> TrackJob:
+    """The job `samtrack track` runs for these arguments (`samtrack batch` builds its base job here too,
+    with its own `input` and `out`)."""
     prompts = P.group_cli_items(getattr(args, "prompt_items", None) or [])
     if args.prompts:
         prompts = P.merge(prompts, P.parse_prompt_file(args.prompts))
-    categories = None
-    if args.auto:
-        texts = [p.caption for items in prompts.values() for p in items if isinstance(p, P.Text)]
-        if len(texts) != sum(len(items) for items in prompts.values()):
-            raise InputError("--auto takes only --text (categories to detect), not clicks, boxes or a prompts file")
-        categories = ". ".join(t.strip(" .") for t in texts) or None
-        prompts = {}
-    elif args.discover is not None:
-        categories = args.discover.strip() or None
-    if not args.auto and not prompts and not args.resume and not args.audio:
-        raise InputError("nothing to track: give --auto, --audio, or prompts with --click/--box/--stroke/--text/"
-                         "--prompts")
-    settings = settings_from_args(args)
-    return TrackJob(str(args.input), str(args.out), settings, prompts, auto=args.auto, categories=categories,
-                    discover=args.discover is not None, audio=args.audio, backward=args.backward, end=args.end,
-                    fps=args.fps, video=not args.no_video, gif=not args.no_gif, resume=args.resume,
-                    force=getattr(args, "force", False), allow_changes=getattr(args, "allow_changes", False))
+    return TrackJob.build(str(args.input if input is None else input), str(args.out if out is None else out),
+                          settings.from_args(args), prompts, auto=args.auto, discover=args.discover,
+                          audio=args.audio, backward=args.backward, end=args.end, fps=args.fps,
+                          video=not args.no_video, gif=not args.no_gif, resume=getattr(args, "resume", False),
+                          force=getattr(args, "force", False), allow_changes=getattr(args, "allow_changes", False))
 
 
 def run(args: argparse.Namespace) -> int:

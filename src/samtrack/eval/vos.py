@@ -20,7 +20,7 @@ from samtrack.eval.clicks import ClickSegmenter, clicks_id_mask
 from samtrack.eval.davis import find_sequences
 from samtrack.io.masks import load_id_mask, save_id_mask
 from samtrack.io.sources import FrameSource, open_source
-from samtrack.models.propagator import Propagator
+from samtrack.models.tracker import Tracker
 from samtrack.tracking.propagation import decoded
 from samtrack.tracking.propagation import propagate as propagate_frames
 
@@ -66,7 +66,7 @@ def dataset_sequences(root: Path, names: Sequence[str] | None = None) -> dict[st
 
 
 def propagate(
-    tracker: Propagator,
+    tracker: Tracker,
     source: FrameSource,
     first_mask: np.ndarray,
     out_dir: Path,
@@ -104,7 +104,7 @@ def count_frames(root: Path, sequences: Sequence[str], max_frames: int | None = 
 def run_semi_supervised(
     root: Path,
     out: Path,
-    tracker: Propagator,
+    tracker: Tracker,
     *,
     sequences: Sequence[str] | None = None,
     max_frames: int | None = None,

@@ -60,6 +60,8 @@ MASKS_ZIP = "masks.zip"
 RLE_JSON = "masks_rle.json"
 OBJECTS_JSON = "objects.json"
 RUN_JSON = "run.json"
+# What `finalize` writes beside masks/: stale once the masks change, replaced with --force.
+OUTPUT_FILES = (OVERLAY_MP4, OVERLAY_GIF, MASKS_ZIP, RLE_JSON, OBJECTS_JSON, RUN_JSON)
 RLE_FORMAT = "samtrack-rle/1"
 _VERSIONED = ("samtrack", "numpy", "torch", "torchvision", "transformers", "av", "pillow", "pycocotools")
 
@@ -391,3 +393,8 @@ def frame_ranges(indices: list[int]) -> list[list[int]]:
         else:
             ranges.append([i, i])
     return ranges
+
+
+def frame_span(indices: list[int]) -> str:
+    """'frames 0-7' for consecutive frames, else 'frames 0-3, 9-12'."""
+    return "frames " + ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in frame_ranges(indices))

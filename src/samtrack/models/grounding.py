@@ -31,11 +31,13 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 @dataclass(frozen=True)
 class Detection:
-    """One detected object: a box in frame pixels, its confidence and the caption words naming it."""
+    """One detected object: a box in frame pixels, its confidence, the caption words naming it and, from
+    detectors that segment (SAM 3), its mask."""
 
     box: tuple[float, float, float, float]  # x0, y0, x1, y1
     score: float
     phrase: str
+    mask: np.ndarray | None = None  # bool H x W where the detector cuts the object itself (SAM 3), else None
 
 
 def normalize_caption(caption: str) -> str:
@@ -65,6 +67,8 @@ def autocast_context(device: torch.device, dtype: str) -> contextlib.AbstractCon
 
 class Detector:
     """Grounding DINO open-vocabulary detector: a frame and a caption in, named boxes out."""
+
+    options = ("box_threshold", "text_threshold", "box_size_threshold")  # the settings `detect` takes
 
     def __init__(self, model: torch.nn.Module, processor: GroundingDinoProcessor, device: torch.device,
                  dtype: str = "float32") -> None:

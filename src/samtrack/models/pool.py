@@ -2,9 +2,10 @@
 
 Weights are read-only at inference, so one copy serves any number of sessions, from any number of
 threads. What belongs to one video lives apart, in the objects the pool hands out: each call to
-:meth:`ModelPool.tracker` returns a new propagator with its own memory, each call to
+:meth:`ModelPool.tracker` returns a new tracker with its own memory, each call to
 :meth:`ModelPool.segmenter` a new segmenter with its own embedding cache (both over the shared
-weights). Detectors and audio taggers keep no per-video state and are shared as they are.
+weights). Detectors and audio taggers keep no per-video state and are shared as they are. Models are
+keyed by ``Settings.load_key``: the settings that decide their weights.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from samtrack.models.grounding import Detector
-    from samtrack.models.propagator import Propagator
     from samtrack.models.segmenter import Segmenter
+    from samtrack.models.tracker import Tracker
     from samtrack.tracking.settings import Settings
 
 
@@ -53,32 +54,32 @@ class ModelPool:
         from samtrack.models.sam.loading import load_prompt_model
         from samtrack.models.segmenter import Segmenter
 
-        key = ("segmenter", settings.segmenter, settings.device, settings.precision)
-        model = self._get(key, lambda: load_prompt_model(settings.segmenter, settings.device, settings.precision))
+        s = settings
+        model = self._get(s.load_key("segmenter"),
+                          lambda: load_prompt_model(s.segmenter.model, s.device, s.precision))
         return Segmenter(model)
 
-    def tracker(self, settings: Settings) -> Propagator:
-        """A new propagator (empty memory) over the shared tracker weights."""
-        from samtrack.models.propagator import load_tracker_weights
+    def tracker(self, settings: Settings) -> Tracker:
+        """A new tracker (empty memory) over the shared tracker weights."""
+        from samtrack.models.tracker import MemoryOptions
+        from samtrack.models.trackers import load_tracker_weights
 
-        s = settings
-        key = ("tracker", s.tracker, s.tracker_checkpoint, s.device, s.precision)
-        weights = self._get(key, lambda: load_tracker_weights(s.tracker, s.tracker_checkpoint, s.device,
-                                                              s.precision))
-        return weights.propagator(long_term_mem_gap=s.long_term_mem_gap, max_len_long_term=s.max_len_long_term,
-                                  num_memory_frames=s.num_memory_frames,
-                                  max_conditioning_frames=s.max_conditioning_frames)
+        s, t = settings, settings.tracker
+        weights = self._get(s.load_key("tracker"),
+                            lambda: load_tracker_weights(t.model, t.checkpoint, s.device, s.precision))
+        return weights.tracker(MemoryOptions(t.long_term_mem_gap, t.max_len_long_term, t.num_memory_frames,
+                                             t.max_conditioning_frames))
 
     def detector(self, settings: Settings) -> Detector:
-        """The shared Grounding DINO detector (it keeps no per-frame state)."""
+        """The shared text detector (it keeps no per-frame state)."""
         from samtrack.models.grounding import Detector
 
-        key = ("detector", settings.detector, settings.device)
-        return self._get(key, lambda: Detector.load(settings.detector, device=settings.device))
+        s = settings
+        return self._get(s.load_key("detector"), lambda: Detector.load(s.detector.model, device=s.device))
 
     def audio_tagger(self, settings: Settings) -> Any:
         """The shared AST audio tagger."""
         from samtrack.models.audio import AudioTagger
 
-        key = ("audio", settings.audio_model, settings.device)
-        return self._get(key, lambda: AudioTagger.load(settings.audio_model, device=settings.device))
+        s = settings
+        return self._get(s.load_key("audio"), lambda: AudioTagger.load(s.audio.model, device=s.device))

@@ -14,6 +14,7 @@ checkpoint file. ``SAMTRACK_OFFLINE=1`` or ``HF_HUB_OFFLINE=1`` turn off downloa
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -150,7 +151,7 @@ def _key(name: str) -> str:
 
 _BY_KEY: dict[str, ModelSpec] = {}
 for _spec in SPECS:
-    for _n in (_spec.name, *_spec.aliases):
+    for _n in (_spec.name, *_spec.aliases, *((_spec.hub_id,) if _spec.hub_id else ())):
         _BY_KEY[_key(_n)] = _spec
 
 
@@ -164,7 +165,7 @@ def default_name(kind: str) -> str:
 
 
 def find_spec(name: str, kind: str | None = None) -> ModelSpec | None:
-    """The spec for a registry name or alias (case, '-' and '_' ignored), or None."""
+    """The spec for a registry name, alias or hub id (case, '-' and '_' ignored), or None."""
     spec = _BY_KEY.get(_key(name))
     if spec is not None and kind is not None and kind not in spec.kinds:
         return None
@@ -206,6 +207,15 @@ def _local_path(name_or_path: str) -> Path | None:
 
 def _is_hub_id(text: str) -> bool:
     return re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", text) is not None and not Path(text).exists()
+
+
+def config_model_type(directory: str | Path) -> str | None:
+    """The ``model_type`` of a directory saved with ``save_pretrained`` (None: no readable config.json)."""
+    try:
+        value = json.loads((Path(directory) / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def file_path(spec: ModelSpec) -> Path:

@@ -5,10 +5,8 @@ replaces it. Clicks and boxes follow SAM-Track's two-pass scheme: predict three 
 one with the best predicted IoU, predict again with its low-resolution logit as mask prompt, and keep
 the best of that second pass.
 
-Successive clicks on one object are tied together by a :class:`ClickState`: it keeps the clicks so far,
-the object's box (if it started from one), the low-resolution logit and mask of the current result, and
-the history needed to undo. Pass the same state to every call for that object; each click then refines
-the current mask (its logit is the first pass's mask prompt) instead of starting over.
+As in SAM-Track, successive clicks on one object are one prompt: the caller sends every click so far
+(the session and the app keep them), and the prediction starts afresh from all of them.
 """
 
 from __future__ import annotations
@@ -35,68 +33,11 @@ from samtrack.models.sam.loading import load_prompt_model
 from samtrack.models.sam.prompts import (
     as_rgb_frame,
     check_box,
-    check_mask,
     check_points,
-    mask_bbox,
     stroke_prompt,
 )
 
 Frame = np.ndarray | Image.Image
-
-
-@dataclass
-class _Snapshot:
-    points: list[tuple[float, float]]
-    labels: list[int]
-    box: np.ndarray | None
-    logit: torch.Tensor | None
-    mask: np.ndarray | None
-
-
-@dataclass
-class ClickState:
-    """The interactive state of one object on one frame, for successive prompts and undo.
-
-    Attributes:
-        points, labels: every click so far (x, y in frame pixels; 1 positive, 0 negative).
-        box: the box the object was started from (x0, y0, x1, y1), included in every later prediction.
-        logit: low-resolution mask logit of the current result (the next click's mask prompt).
-        mask: the current boolean H×W mask (None before the first prompt).
-        frame_key: fingerprint of the frame the state belongs to.
-    """
-
-    points: list[tuple[float, float]] = field(default_factory=list)
-    labels: list[int] = field(default_factory=list)
-    box: np.ndarray | None = None
-    logit: torch.Tensor | None = None
-    mask: np.ndarray | None = None
-    frame_key: str | None = None
-    _history: list[_Snapshot] = field(default_factory=list, repr=False)
-
-    @property
-    def can_undo(self) -> bool:
-        return bool(self._history)
-
-    def _push(self) -> None:
-        self._history.append(_Snapshot(list(self.points), list(self.labels), self.box, self.logit, self.mask))
-
-    def undo(self) -> np.ndarray | None:
-        """Take back the last prompt; returns the mask as it was before it (None when back to the start)."""
-        if not self._history:
-            raise InputError("nothing to undo: this object has no prompts yet")
-        snap = self._history.pop()
-        self.points, self.labels, self.box, self.logit, self.mask = (
-            snap.points, snap.labels, snap.box, snap.logit, snap.mask
-        )
-        if not self._history:
-            self.frame_key = None
-        return self.mask
-
-    def reset(self) -> None:
-        """Forget every prompt (start the object over, possibly on another frame)."""
-        self.points, self.labels, self.box, self.logit, self.mask = [], [], None, None, None
-        self.frame_key = None
-        self._history.clear()
 
 
 @dataclass
@@ -192,83 +133,44 @@ class Segmenter:
         points: np.ndarray | None,
         labels: np.ndarray | None,
         box: np.ndarray | None,
-        mask_prompt: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, np.ndarray]:
+    ) -> np.ndarray:
         """SAM-Track's refinement: best of three, then best of three again with that logit as mask prompt."""
         pts = None if points is None else self.model.to_model_coords(torch.from_numpy(points)[None], embedding)
         labs = None if labels is None else torch.from_numpy(labels)[None]
         boxes = None
         if box is not None:
             boxes = self.model.to_model_coords(torch.from_numpy(box).reshape(1, 2, 2), embedding).reshape(1, 4)
-        logit = mask_prompt
+        logit = None
         for _ in range(2):
             logits, iou = self.model.decode(embedding, pts, labs, boxes, logit, multimask=True)
             best = int(torch.argmax(iou[0]))
             logit = logits[0, best][None, None]
-        mask = self.model.upscale(logit[0, 0], embedding) > 0
-        return logit, mask.cpu().numpy()
+        return (self.model.upscale(logit[0, 0], embedding) > 0).cpu().numpy()
 
-    def _predict(
-        self,
-        frame: Frame,
-        state: ClickState | None,
-        points: Sequence | None = None,
-        labels: Sequence | None = None,
-        box: Sequence | None = None,
-        mask: np.ndarray | None = None,
-    ) -> np.ndarray:
+    def _predict(self, frame: Frame, points: Sequence | None = None, labels: Sequence | None = None,
+                 box: Sequence | None = None) -> np.ndarray:
         rgb = as_rgb_frame(frame)
         size = rgb.shape[:2]
         new_points, new_labels = (None, None) if points is None else check_points(points, labels, size)
         new_box = None if box is None else check_box(box, size)
-        key, embedding = self._embedded(rgb)
-        if state is not None and state.frame_key not in (None, key):
-            raise InputError("this ClickState belongs to another frame: call state.reset() or use a new ClickState")
-        all_points, all_labels = new_points, new_labels
-        mask_prompt = None if mask is None else self.model.mask_to_logits(mask, embedding)
-        if state is not None:
-            if state.points and new_points is not None:
-                all_points = np.concatenate([np.asarray(state.points), new_points])
-                all_labels = np.concatenate([np.asarray(state.labels, dtype=np.int64), new_labels])
-            elif state.points:
-                all_points = np.asarray(state.points, dtype=np.float64)
-                all_labels = np.asarray(state.labels, dtype=np.int64)
-            new_box = state.box if new_box is None else new_box
-            mask_prompt = state.logit if mask_prompt is None else mask_prompt
-        logit, result = self._two_pass(embedding, all_points, all_labels, new_box, mask_prompt)
-        if state is not None:
-            state._push()
-            if new_points is not None:
-                state.points += [tuple(p) for p in new_points.tolist()]
-                state.labels += new_labels.tolist()
-            state.box, state.logit, state.mask, state.frame_key = new_box, logit, result, key
-        return result
+        _, embedding = self._embedded(rgb)
+        return self._two_pass(embedding, new_points, new_labels, new_box)
 
-    def click(
-        self,
-        frame: Frame,
-        points: Sequence[Sequence[float]] | np.ndarray,
-        labels: Sequence[int] | np.ndarray,
-        state: ClickState | None = None,
-    ) -> np.ndarray:
-        """Mask from clicks: ``points`` (x, y) in frame pixels, ``labels`` 1 positive / 0 negative.
+    def click(self, frame: Frame, points: Sequence[Sequence[float]] | np.ndarray,
+              labels: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Mask from clicks: ``points`` (x, y) in frame pixels, ``labels`` 1 positive / 0 negative; every
+        click on the object so far is one prompt (SAM-Track re-sends them all)."""
+        return self._predict(frame, points=points, labels=labels)
 
-        Without ``state`` the clicks are one complete prompt (SAM-Track's behaviour: it re-sends every click
-        so far). With ``state`` the new clicks are added to the object's earlier ones and its current logit
-        seeds the prediction; the state is updated in place (``state.undo()`` takes the click back).
-        """
-        return self._predict(frame, state, points=points, labels=labels)
-
-    def box(self, frame: Frame, box: Sequence[float] | np.ndarray, state: ClickState | None = None) -> np.ndarray:
-        """Mask from a box (x0, y0, x1, y1) in frame pixels; with ``state``, later clicks keep the box."""
-        return self._predict(frame, state, box=box)
+    def box(self, frame: Frame, box: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Mask from a box (x0, y0, x1, y1) in frame pixels."""
+        return self._predict(frame, box=box)
 
     def stroke(
         self,
         frame: Frame,
         stroke: Sequence[Sequence[float]] | np.ndarray,
         n_points: int = 0,
-        state: ClickState | None = None,
     ) -> np.ndarray:
         """Mask from a brush stroke: its polyline (x, y) points or a frame-size mask of the painted pixels.
 
@@ -278,18 +180,8 @@ class Segmenter:
         rgb = as_rgb_frame(frame)
         box, on_stroke = stroke_prompt(stroke, rgb.shape[:2], n_points)
         if len(on_stroke):
-            return self._predict(rgb, state, points=on_stroke, labels=np.ones(len(on_stroke), np.int64), box=box)
-        return self._predict(rgb, state, box=box)
-
-    def refine(self, frame: Frame, mask: np.ndarray, state: ClickState | None = None) -> np.ndarray:
-        """Re-segment an existing mask (e.g. a tracked one): the mask is the prompt, with its box.
-
-        The mask enters as the decoder's mask prompt (+/-10 logits) together with its bounding box, then
-        the usual two passes run.
-        """
-        rgb = as_rgb_frame(frame)
-        m = check_mask(mask, rgb.shape[:2])
-        return self._predict(rgb, state, box=mask_bbox(m) + np.array([0, 0, 1, 1]), mask=m)
+            return self._predict(rgb, points=on_stroke, labels=np.ones(len(on_stroke), np.int64), box=box)
+        return self._predict(rgb, box=box)
 
     # --- segment everything -----------------------------------------------------------------------
 

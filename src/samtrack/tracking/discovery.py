@@ -1,13 +1,15 @@
-"""Key-frame discovery: segments from segment-everything or text categories, and which of them are
-new objects (SAM-Track's `find_new_objs`, with fresh ids)."""
+"""Key-frame discovery: candidate segments from segment-everything or text categories (one step for
+the interactive prompts and the key frames of a pass alike), and which of them are new objects
+(SAM-Track's `find_new_objs`, with fresh ids)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from samtrack.tracking.modelset import ModelSet
     from samtrack.tracking.settings import Settings
 
 
@@ -46,22 +48,32 @@ def find_new_objects(tracked: np.ndarray, segments: np.ndarray, next_id: int, *,
 MAX_NEW_SHARE = 0.4
 
 
-def text_segments(frame: np.ndarray, index: int, caption: str, detector: Any, segmenter: Any,
-                  settings: Settings, sounds: dict[str, float] | None = None) -> tuple[np.ndarray, dict[int, dict]]:
-    """Grounding DINO boxes for `caption` on a frame, each cut by a SAM box prompt, as an id mask of
-    segments and, per segment id, the label and prompt record of the object it would become (with the
-    `sounds`, label -> probability, when the caption was heard in the soundtrack)."""
-    s = settings
-    detections = detector.detect(frame, caption, box_threshold=s.box_threshold, text_threshold=s.text_threshold,
-                                 box_size_threshold=s.box_size_threshold)
+def key_frame_segments(frame: np.ndarray, index: int, settings: Settings, models: ModelSet,
+                       categories: str | None = None,
+                       sounds: dict[str, float] | None = None) -> tuple[np.ndarray, dict[int, dict] | None]:
+    """THE key-frame step: candidate segments on one frame, as an id mask, and per segment id the label and
+    prompt record of the object it would become (None: segment-everything objects).
+
+    Without `categories`, segment everything (the segmenter's automatic mask generator with SAM-Track's
+    settings). With `categories` ("swan. duck"), every instance the detector finds: its mask when the
+    detector makes masks (SAM 3), else the segmenter's mask for its box (Grounding DINO + SAM). `sounds`
+    (label -> probability) records that the categories were heard in the soundtrack. Which of them
+    become new objects is :func:`find_new_objects`'s decision.
+    """
+    if not categories:
+        return models.segmenter.everything(frame, **settings.everything_args()), None
+    detector = models.detector
+    options = {name: getattr(settings.detector, name) for name in detector.options}
+    detections = detector.detect(frame, categories, **options)
     segments = np.zeros(frame.shape[:2], dtype=np.uint8)
     info: dict[int, dict] = {}
     # Painted from the least to the most confident, so the best detection keeps overlapping pixels.
     for seg_id, det in reversed(list(enumerate(detections[:255], 1))):
-        segments[segmenter.box(frame, det.box)] = seg_id
-        prompt = {"kind": "audio" if sounds else "text", "frame": index, "caption": caption,
+        mask = det.mask if det.mask is not None else models.segmenter.box(frame, det.box)
+        segments[mask] = seg_id
+        prompt = {"kind": "audio" if sounds else "text", "frame": index, "caption": categories,
                   "box": [round(v, 2) for v in det.box], "score": round(det.score, 4)}
         if sounds:
             prompt["sounds"] = {label: round(p, 4) for label, p in sounds.items()}
-        info[seg_id] = {"label": det.phrase or caption.strip(" ."), "prompt": prompt}
+        info[seg_id] = {"label": det.phrase or categories.strip(" ."), "prompt": prompt}
     return segments, info

@@ -45,6 +45,27 @@ class TrackJob:
     force: bool = False  # write into a non-empty directory that holds no run
     allow_changes: bool = False  # a resume may change settings, prompts not reached yet and the end frame
 
+    @classmethod
+    def build(cls, input: str, out: str, settings: Settings, prompts: P.Prompts, *, auto: bool = False,
+              discover: str | None = None, resume: bool = False, audio: bool = False, **options: Any) -> TrackJob:
+        """The job for prompts and a mode, as `samtrack track` takes them: with `auto`, text prompts are the
+        categories key frames detect (and nothing else may be given); `discover` None is off, "" segments
+        everything on key frames, a caption detects those categories there."""
+        categories = None
+        if auto:
+            texts = [p.caption for items in prompts.values() for p in items if isinstance(p, P.Text)]
+            if len(texts) != sum(len(items) for items in prompts.values()):
+                raise InputError("--auto takes only --text (categories to detect), not clicks, boxes or a prompts file")
+            categories = ". ".join(t.strip(" .") for t in texts) or None
+            prompts = {}
+        elif discover is not None:
+            categories = discover.strip() or None
+        if not auto and not prompts and not resume and not audio:
+            raise InputError("nothing to track: give --auto, --audio, or prompts with --click/--box/--stroke/--text/"
+                             "--prompts")
+        return cls(input, out, settings, prompts, auto=auto, categories=categories, discover=discover is not None,
+                   resume=resume, audio=audio, **options)
+
     def needed_models(self) -> list[tuple[str, str]]:
         """(name or path, kind) of every model this job loads, without duplicates."""
         return P.models_needed(self.settings, self.prompts,
@@ -74,19 +95,6 @@ class TrackJob:
         registry.ensure_available(self.needed_models())
         session = Session(source, self.out, self.settings, models=models, resume=self.resume, force=self.force,
                           allow_changes=self.allow_changes)
-        prompts = {f: list(items) for f, items in self.prompts.items()}
-        categories, sounds = self.categories, None
-        if self.audio and not self.resume:
-            sounds = session.sounds()
-            if not sounds:
-                raise InputError(f"no sound label in {self.input} is above --audio-threshold "
-                                 f"{self.settings.audio_threshold}")
-            if log:
-                log("sounds: " + ", ".join(f"{label} {prob:.2f}" for label, prob in sounds))
-            if self.auto:  # the sounds are the categories every key frame detects
-                categories = P.join_captions(categories, P.audio_caption(sounds))
-            else:
-                P.add(prompts, P.Text(min(prompts, default=0), P.audio_caption(sounds), tuple(sounds)))
         count = 0
 
         def counted(done: int, total: int, info: dict) -> None:
@@ -98,16 +106,7 @@ class TrackJob:
         started = time.perf_counter()
         note = None
         try:
-            if self.auto:  # continues an interrupted automatic run by itself, up to `end`
-                session.run_auto(self.end, categories=categories, sounds=sounds, progress=counted)
-            elif self.resume and session.resume(prompts or None, end=self.end, progress=counted):
-                pass
-            else:
-                session.track_prompts(prompts, self.end, discover=self.discover, categories=categories,
-                                      progress=counted)
-                if self.backward:
-                    for frame in sorted(f for f in prompts if f > 0):
-                        session.propagate_backward(frame, progress=counted)
+            self._track(session, counted, log)
             if tracked:
                 tracked()
             if self.resume and count == 0 and session.finalized:
@@ -124,3 +123,46 @@ class TrackJob:
         session.close()
         return {"out": str(Path(self.out)), "frames": len(session), "tracked": count,
                 "objects": len(session.objects), "seconds": time.perf_counter() - started, "note": note}
+
+    def _track(self, session: Any, progress: Progress, log: Callable[[str], None] | None) -> None:
+        """The passes of this job: a resumed run's own pass continued, else automatic mode or the prompts'
+        forward pass; then the backward passes not done yet (`--backward`)."""
+        prompts = {f: list(items) for f, items in self.prompts.items() if items}
+        backward = [str(f) for f in sorted(prompts) if f > 0] if self.backward else []
+        record = session.state.record
+        if self.resume and session.resumable:
+            tl = session.passes.timeline
+            if self.categories and self.categories != tl.categories:
+                raise InputError(f"the run in {self.out} detects {tl.categories or 'everything'}; a resume "
+                                 f"cannot switch to {self.categories!r}: start a new run in another directory")
+            if sorted(record.backward) != backward and not self.allow_changes:
+                then = ", ".join(record.backward) or "none"
+                raise InputError(f"cannot resume {self.out}: frames carried backward differ ({then} then, "
+                                 f"{', '.join(backward) or 'none'} now); give the options it was made with, "
+                                 "or pass --allow-changes")
+            session.propagate(None, self.end, prompts=prompts or None, progress=progress)
+        else:
+            categories, sounds = self.categories, None
+            if self.audio:
+                heard = session.sounds()
+                if not heard:
+                    raise InputError(f"no sound label in {self.input} is above --audio-threshold "
+                                     f"{self.settings.audio.audio_threshold}")
+                if log:
+                    log("sounds: " + ", ".join(f"{label} {prob:.2f}" for label, prob in heard))
+                if self.auto:  # the sounds are the categories every key frame detects
+                    categories, sounds = P.join_captions(categories, P.audio_caption(heard)), dict(heard)
+                else:
+                    P.add(prompts, P.Text(min(prompts, default=0), P.audio_caption(heard), tuple(heard)))
+            record.backward = dict.fromkeys(backward, False)
+            if self.auto:
+                session.propagate(0, self.end, discover=True, categories=categories, sounds=sounds,
+                                  progress=progress)
+            else:
+                if not prompts:
+                    raise InputError("no prompts given")
+                session.propagate(min(prompts), self.end, prompts=prompts, discover=self.discover,
+                                  categories=categories, progress=progress)
+        for frame in backward:
+            if not record.backward.get(frame):
+                session.propagate(int(frame), 0, "backward", progress=progress)

@@ -318,7 +318,8 @@ def models_needed(settings: Settings, prompts: Prompts, *, everything: bool = Fa
         kinds |= {"segmenter", "detector"}
     if audio:
         kinds.add("audio")
-    names = {"segmenter": settings.segmenter, "detector": settings.detector, "audio": settings.audio_model}
-    tracker = settings.tracker if settings.tracker_checkpoint is None else settings.tracker_checkpoint
-    needed = [(tracker, "tracker")] + [(names[k], k) for k in ("segmenter", "detector", "audio") if k in kinds]
+    names = {"segmenter": settings.segmenter.model, "detector": settings.detector.model,
+             "audio": settings.audio.model}
+    needed = [(settings.tracker.source, "tracker")] + [(names[k], k) for k in ("segmenter", "detector", "audio")
+                                                       if k in kinds]
     return list(dict.fromkeys(needed))

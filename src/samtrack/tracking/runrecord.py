@@ -19,27 +19,21 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from samtrack.errors import InputError, OutputError
-from samtrack.io.outputs import (
-    MASKS_DIR,
-    MASKS_ZIP,
-    OBJECTS_JSON,
-    OVERLAY_GIF,
-    OVERLAY_MP4,
-    RLE_JSON,
-    RUN_JSON,
-)
+from samtrack.io.atomic import atomic_path
+from samtrack.io.outputs import MASKS_DIR, OUTPUT_FILES
 from samtrack.io.rundir import RunLock, contents, input_differences, input_identity
 from samtrack.io.sources import FrameSource
-from samtrack.tracking.settings import Settings
+from samtrack.tracking.settings import Settings, flag
+
+if TYPE_CHECKING:
+    from samtrack.tracking.objects import ObjectRegistry
 
 SESSION_FILE = "session.json"
-# The files `finalize` writes: stale once the masks change, and replaced with --force.
-OUTPUT_FILES = (OVERLAY_MP4, OVERLAY_GIF, MASKS_ZIP, RLE_JSON, OBJECTS_JSON, RUN_JSON)
 # Settings that say where a run computes, not what: a resume may change them freely.
 _FREE_SETTINGS = frozenset({"device"})
 
@@ -147,6 +141,7 @@ class RunRecord:
     settings: dict
     prompts: dict[str, list[dict]] = field(default_factory=dict)
     end: int | None = None
+    backward: dict[str, bool] = field(default_factory=dict)  # frame a backward pass starts from -> reached 0
 
     @classmethod
     def of(cls, source: FrameSource, settings: Settings) -> RunRecord:
@@ -162,7 +157,7 @@ class RunRecord:
         if not isinstance(data, dict) or not isinstance(data.get("input"), dict):
             return None
         return cls(data["input"], dict(data.get("settings") or {}), dict(data.get("prompts") or {}),
-                   data.get("end"))
+                   data.get("end"), dict(data.get("backward") or {}))
 
     def input_problem(self, recorded: RunRecord, out: Path, given: str | Path) -> str | None:
         """Why this input cannot continue the `recorded` run in `out` (None when it is the same)."""
@@ -174,10 +169,10 @@ class RunRecord:
                 "output directory")
 
     def setting_changes(self, recorded: RunRecord) -> list[str]:
-        """'name: old then, new now' for every setting that differs (where it runs aside)."""
-        keys = sorted((set(recorded.settings) | set(self.settings)) - _FREE_SETTINGS)
-        return [f"{k}: {_show(recorded.settings.get(k))} then, {_show(self.settings.get(k))} now"
-                for k in keys if recorded.settings.get(k) != self.settings.get(k)]
+        """'--flag: old then, new now' for every setting that differs (where it runs aside)."""
+        old, new = Settings.from_dict(recorded.settings).flat(), Settings.from_dict(self.settings).flat()
+        return [f"{flag(k)}: {_show(old[k])} then, {_show(new[k])} now"
+                for k in new if k not in _FREE_SETTINGS and old[k] != new[k]]
 
     def prompt_changes(self, recorded: RunRecord, tracked_to: int) -> tuple[list[str], list[str]]:
         """(changes a resume may make when asked, changes it can never make: frames already tracked)."""
@@ -204,3 +199,110 @@ class RunRecord:
         if new < tracked_to:
             return [], [f"{what}, but frames up to {tracked_to} are already tracked"]
         return [what], []
+
+
+# ---------------------------------------------------------------------------------------- run state
+
+class RunState:
+    """The run a session writes in `out_dir`: the directory (locked until :meth:`release`), the record
+    of what made it, and its state file (`session.json`: objects, timeline, record, outputs written).
+
+    Opening checks a resumed run: the input must be the one it was made from; other settings (with
+    `settings` None, the run's own are used) are refused unless `allow_changes`.
+    """
+
+    def __init__(self, out_dir: str | Path, source: FrameSource, settings: Settings | None, *, resume: bool,
+                 force: bool, allow_changes: bool) -> None:
+        self.out_dir = Path(out_dir)
+        self.source = source
+        self.allow_changes = allow_changes
+        self.lock, self.state = open_run_dir(self.out_dir, resume=resume, force=force)
+        try:
+            self.settings, self.record = self._check(settings or Settings(), settings is None)
+        except BaseException:
+            discard_if_empty(self.lock)
+            raise
+
+    def _check(self, settings: Settings, own: bool) -> tuple[Settings, RunRecord]:
+        record = RunRecord.of(self.source, settings)
+        state = self.state
+        if state is None:
+            return settings, record
+        if state.get("frames") != len(self.source):
+            raise InputError(f"{self.source.path} is not the input of the run in {self.out_dir} ({state.get('frames')} "
+                             f"frames then, {len(self.source)} now); resume with that input, or write a new run to "
+                             "another output directory")
+        recorded = RunRecord.from_state(state)
+        if recorded is None:  # a run from before records were kept: its settings, as then
+            recorded = RunRecord(record.input, dict(state.get("settings") or {}))
+            own = True
+        problem = record.input_problem(recorded, self.out_dir, self.source.path)
+        if problem:
+            raise InputError(problem)
+        if own:
+            settings = Settings.from_dict(recorded.settings)
+        else:
+            changes = record.setting_changes(recorded)
+            if changes and not self.allow_changes:
+                raise InputError(f"cannot resume {self.out_dir}: it was made with other settings ("
+                                 f"{'; '.join(changes)}); give the options it was made with, or pass "
+                                 "allow_changes=True (--allow-changes) to continue with the new values")
+        recorded.input, recorded.settings = record.input, settings.to_dict()
+        return settings, recorded
+
+    def load(self, registry: ObjectRegistry) -> Any:
+        """Read the saved objects into `registry`; the saved timeline (None without a state or a pass)."""
+        from samtrack.tracking.propagation import Timeline
+
+        if self.state is None:
+            return None
+        try:
+            registry.load_dict(self.state)
+            return Timeline.from_dict(self.state.get("timeline"))
+        except (ValueError, KeyError, TypeError, InputError) as exc:
+            raise InputError(f"{self.out_dir / SESSION_FILE} is not a samtrack session file ({exc}); move the "
+                             "directory aside and start a new run") from exc
+
+    def save(self, registry: ObjectRegistry, timeline: Any, finalized: bool) -> None:
+        state = {
+            "version": 1,
+            "source": str(self.source.path),
+            "frames": len(self.source),
+            "settings": self.record.settings,
+            **registry.to_dict(),
+            "timeline": None if timeline is None else timeline.to_dict(),
+            "run": self.record.to_dict(),
+            "finalized": finalized,
+        }
+        with atomic_path(self.out_dir / SESSION_FILE) as tmp:
+            tmp.write_text(json.dumps(state, indent=1))
+
+    def resume_end(self, prompts: dict[int, list[Any]] | None, end: int | None, tracked_to: int) -> int:
+        """The last frame a resumed pass tracks to; refuses prompts or an end that differ from the
+        run's, unless changes are allowed and they concern frames not tracked yet (`tracked_to`)."""
+        recorded, last = self.record, len(self.source) - 1
+        new = RunRecord(recorded.input, recorded.settings,
+                        recorded.prompts if prompts is None else prompt_records(prompts),
+                        recorded.end if end is None else end, recorded.backward)
+        allowed, impossible = new.prompt_changes(recorded, tracked_to)
+        more, never = new.end_changes(recorded, last, tracked_to)
+        if impossible or never:
+            raise InputError(f"cannot resume {self.out_dir}: {'; '.join(impossible + never)}; a resume cannot "
+                             "change what is tracked already: start a new run in another output directory")
+        if (allowed or more) and not self.allow_changes:
+            raise InputError(f"cannot resume {self.out_dir}: {'; '.join(allowed + more)}; give the prompts and "
+                             "end frame it was made with, or pass allow_changes=True (--allow-changes) to "
+                             "continue with the new ones")
+        unreached = [f for f in recorded.prompts if int(f) > tracked_to]
+        if prompts is None and unreached:
+            raise InputError(f"cannot resume {self.out_dir} without its prompts: frames {', '.join(unreached)} "
+                             "have prompts it has not reached yet; give the same prompts again")
+        self.record = new
+        return last if new.end is None else new.end
+
+    def release(self, keep: bool) -> None:
+        """Release the directory; without `keep` (a run that wrote nothing) leave no run behind."""
+        if keep:
+            self.lock.release()
+        else:
+            discard_if_empty(self.lock)

@@ -1,4 +1,4 @@
-"""SAM-Track's DeAOT/AOT tracker: the propagator interface on top of one or more engines.
+"""SAM-Track's DeAOT/AOT tracker: the tracker protocol on top of one or more engines.
 
 One engine carries 10 objects; ids ``10k+1 .. 10k+10`` go to engine ``k`` (renumbered 1..10),
 so up to 255 objects use 26 engines that share one image encoding per frame. With several
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from samtrack.models.deaot.config import VariantConfig, get_variant
 from samtrack.models.deaot.engine import FILL_LOGIT, Engine
 from samtrack.models.deaot.network import AOTNetwork
 from samtrack.models.deaot.preprocess import normalize, resize_frame, resize_mask, target_size
-from samtrack.models.propagator import TrackerWeights
+from samtrack.models.tracker import MemoryOptions
 
 MAX_OBJECTS = 255
 
@@ -76,7 +77,7 @@ def prepare_network(network: AOTNetwork, device: torch.device) -> AOTNetwork:
 
 class DeAOTTracker:
     """Propagates an id mask through a video: ``add_reference``, ``track``, ``update_memory``, ``reset``
-    (the :class:`samtrack.models.propagator.Propagator` protocol).
+    (the :class:`samtrack.models.tracker.Tracker` protocol).
 
     Frames are RGB ``uint8`` ``H x W x 3``; id masks ``uint8`` ``H x W`` (0 = background).
     The tracker prepares ``network`` for inference in place (eval mode, batch norms folded), so
@@ -226,11 +227,47 @@ class DeAOTTracker:
                 engine.update_memory(part)
 
 
+@dataclass(frozen=True)
+class DeAOTWeights:
+    """A DeAOT/AOT network prepared for inference, shared by every tracker made from it."""
+
+    name: str
+    device: str
+    precision: str
+    network: AOTNetwork
+
+    def tracker(self, memory: MemoryOptions = MemoryOptions()) -> DeAOTTracker:  # noqa: B008 - frozen default
+        return DeAOTTracker(self.network, self.device, memory.long_term_mem_gap, memory.max_len_long_term,
+                            self.precision)
+
+
+def variant_of_file(path: Path) -> str:
+    """The DeAOT/AOT variant an official checkpoint file holds, from its name (``R50_DeAOTL_PRE_YTB_DAV.pth``,
+    ``r50_deaotl.pth``, ...)."""
+    from samtrack.models.registry import find_spec, list_specs
+
+    for spec in list_specs("tracker"):
+        if spec.filename and spec.filename.lower() == path.name.lower():
+            return spec.name
+    stem = path.stem.lower()
+    for candidate in (stem, stem.split("_pre")[0]):
+        spec = find_spec(candidate, "tracker")
+        if spec is not None and spec.family in ("deaot", "aot"):
+            return spec.name
+    raise ModelError(f"cannot tell which DeAOT/AOT variant {path} holds from its name; give it as "
+                     "--tracker VARIANT --checkpoint FILE (variants: see `samtrack models`)")
+
+
 def load_deaot_weights(name: str = "r50-deaotl", checkpoint: str | Path | None = None, device: str = "cpu",
-                       precision: str = "auto") -> TrackerWeights:
-    """A DeAOT/AOT network loaded from an official checkpoint and prepared for inference, to share."""
+                       precision: str = "auto") -> DeAOTWeights:
+    """A DeAOT/AOT network loaded from an official checkpoint and prepared for inference, to share.
+    `name` is a variant (``r50-deaotl``, ``deaot-t``, ...) or the path of an official checkpoint file
+    whose name tells the variant."""
     dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
+    as_file = Path(str(name)).expanduser()
+    if checkpoint is None and as_file.suffix in (".pth", ".pt") and as_file.is_file():
+        name, checkpoint = variant_of_file(as_file), as_file
     cfg = get_variant(name)
     if checkpoint is None:
         from samtrack.models.registry import resolve_file
@@ -242,4 +279,4 @@ def load_deaot_weights(name: str = "r50-deaotl", checkpoint: str | Path | None =
         prepare_network(network, dev)
     except (RuntimeError, AssertionError) as exc:  # e.g. an unavailable CUDA device
         raise ModelError(f"cannot put the tracker on device {device!r}: {exc}") from exc
-    return TrackerWeights("deaot", cfg.name, str(dev), precision, network)
+    return DeAOTWeights(cfg.name, str(dev), precision, network)

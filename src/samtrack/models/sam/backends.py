@@ -196,17 +196,6 @@ class PromptModel:
         flat = F.interpolate(flat, original, mode="bilinear", align_corners=False)
         return flat.reshape(*shape[:-2], *original)
 
-    def mask_to_logits(self, mask: np.ndarray, embedding: Embedding) -> torch.Tensor:
-        """A binary frame-size mask as a (1, 1, 256, 256) mask prompt, laid out like the decoder's output."""
-        (in_h, in_w) = embedding.input_sizes[0]
-        pad = self.model.config.vision_config.image_size
-        side = self.mask_input_size[0]
-        m = torch.from_numpy(mask.astype(np.float32))[None, None]
-        # Same geometry as the image: resize the longest side, then pad bottom/right.
-        m = F.interpolate(m, (in_h * side // pad, in_w * side // pad), mode="bilinear", align_corners=False)
-        m = F.pad(m, (0, side - m.shape[-1], 0, side - m.shape[-2]))
-        return torch.where(m > 0.5, MASK_PROMPT_LOGIT, -MASK_PROMPT_LOGIT)
-
 
 def plain_grid_decoder(model: PromptModel, embedding: Embedding) -> GridDecode:
     """A grid decoder through the model's own forward pass (families without a specialised one)."""
@@ -259,7 +248,3 @@ class Sam2PromptModel(PromptModel):
         flat = self.processor.post_process_masks([flat], embedding.original_sizes, binarize=False)[0]
         return flat.reshape(*shape[:-2], *embedding.original_sizes[0])
 
-    def mask_to_logits(self, mask: np.ndarray, embedding: Embedding) -> torch.Tensor:
-        m = torch.from_numpy(mask.astype(np.float32))[None, None]
-        m = F.interpolate(m, self.mask_input_size, mode="bilinear", align_corners=False, antialias=True)
-        return torch.where(m > 0.5, MASK_PROMPT_LOGIT, -MASK_PROMPT_LOGIT)

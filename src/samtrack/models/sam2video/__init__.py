@@ -1,6 +1,6 @@
-"""SAM 2.1 and EdgeTAM video propagators (transformers); load them with `samtrack.models.propagator`."""
+"""SAM 2.1 and EdgeTAM video trackers (transformers); load them with `samtrack.models.trackers`."""
 
-from samtrack.models.sam2video.loading import load_sam2_video_model
-from samtrack.models.sam2video.propagator import Sam2VideoPropagator
+from samtrack.models.sam2video.loading import Sam2VideoWeights, load_sam2_video_weights
+from samtrack.models.sam2video.tracker import Sam2VideoTracker
 
-__all__ = ["Sam2VideoPropagator", "load_sam2_video_model"]
+__all__ = ["Sam2VideoTracker", "Sam2VideoWeights", "load_sam2_video_weights"]

@@ -1,7 +1,8 @@
-"""Load SAM 2.1 / EdgeTAM video-model weights (transformers), to make propagators from."""
+"""Load SAM 2.1 / EdgeTAM video-model weights (transformers), to make trackers from."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -9,8 +10,30 @@ import torch
 
 from samtrack.errors import ModelError
 from samtrack.models.common import resolve_device, resolve_precision
-from samtrack.models.propagator import SAM2_VIDEO_TYPES, TrackerWeights, _model_type
-from samtrack.models.registry import resolve_pretrained
+from samtrack.models.registry import config_model_type, resolve_pretrained
+from samtrack.models.tracker import MemoryOptions
+
+# config.json model_type of the SAM 2.1 / EdgeTAM checkpoints (image or video flavour: the hub's
+# checkpoints hold the video model's weights whichever type their config names)
+SAM2_VIDEO_TYPES = ("sam2_video", "sam2", "edgetam_video", "edgetam")
+
+
+@dataclass(frozen=True)
+class Sam2VideoWeights:
+    """A SAM 2.1 / EdgeTAM video model and its processor, shared by every tracker made from them."""
+
+    name: str
+    device: str
+    precision: str
+    model: Any
+    processor: Any
+
+    def tracker(self, memory: MemoryOptions = MemoryOptions()) -> Any:  # noqa: B008 - frozen default
+        from samtrack.models.sam2video.tracker import Sam2VideoTracker
+
+        return Sam2VideoTracker(self.model, self.processor, device=self.device,
+                                num_memory_frames=memory.num_memory_frames,
+                                max_conditioning_frames=memory.max_conditioning_frames, precision=self.precision)
 
 
 def _model_class(model_type: str) -> Any:
@@ -33,16 +56,16 @@ def default_processor(image_size: int) -> Any:
     return Sam2VideoProcessor(image_processor=image, video_processor=Sam2VideoVideoProcessor(size=size))
 
 
-def load_sam2_video_model(name_or_path: str, device: str | torch.device = "cpu",
-                          precision: str = "auto") -> TrackerWeights:
+def load_sam2_video_weights(name: str, checkpoint: str | Path | None = None, device: str | torch.device = "cpu",
+                            precision: str = "auto") -> Sam2VideoWeights:
     """SAM 2.1 / EdgeTAM video-model weights from a registry name (``sam2.1-tiny`` ... ``edgetam``), a hub
-    id or a directory saved with ``save_pretrained``, to make propagators from."""
+    id or a directory saved with ``save_pretrained`` (`checkpoint`, when given, is that directory)."""
     from transformers import Sam2VideoProcessor
 
     dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
-    directory = Path(resolve_pretrained(str(name_or_path), "tracker"))
-    model_type = _model_type(directory)
+    directory = Path(resolve_pretrained(str(checkpoint or name), "tracker"))
+    model_type = config_model_type(directory)
     if model_type not in SAM2_VIDEO_TYPES:
         raise ModelError(f"{directory} holds a {model_type or 'unknown'} model, not a SAM 2.1 / EdgeTAM video "
                          f"model (config.json model_type must be one of {', '.join(SAM2_VIDEO_TYPES)})")
@@ -59,4 +82,4 @@ def load_sam2_video_model(name_or_path: str, device: str | torch.device = "cpu",
     except (OSError, ValueError):  # a directory with the model only: SAM 2's standard preprocessing
         processor = default_processor(model.config.image_size)
     model.to(dev).eval()
-    return TrackerWeights("sam2video", str(name_or_path), str(dev), precision, (model, processor))
+    return Sam2VideoWeights(str(name), str(dev), precision, model, processor)

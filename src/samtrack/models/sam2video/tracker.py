@@ -1,4 +1,4 @@
-"""SAM 2.1 / EdgeTAM behind the propagator interface: ``add_reference``, ``track``, ``update_memory``, ``reset``."""
+"""SAM 2.1 / EdgeTAM behind the tracker protocol: ``add_reference``, ``track``, ``update_memory``, ``reset``."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class _Pending:
     committed: bool = False  # written into memory
 
 
-class Sam2VideoPropagator:
+class Sam2VideoTracker:
     """Streams a video through SAM 2.1 or EdgeTAM, one frame at a time, all objects batched.
 
     Frames are RGB ``uint8`` ``H x W x 3``; id masks ``uint8`` ``H x W`` (0 = background). Frames are

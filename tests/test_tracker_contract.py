@@ -1,4 +1,4 @@
-"""The propagator contract (samtrack.models.propagator.Propagator), one test over every backend:
+"""The tracker contract (samtrack.models.tracker.Tracker), one test over every backend:
 DeAOT (the DeAOT-T fixture checkpoint), SAM 2.1 and EdgeTAM (tiny random configs), on real frames."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from test_sam2_video import save_tiny
 
 from samtrack import cli
 from samtrack.errors import InputError
-from samtrack.models.propagator import Propagator, load_propagator
+from samtrack.models.tracker import Tracker
+from samtrack.models.trackers import load_tracker
 
 SIZE = (128, 72)
 BACKENDS = ["deaot", "sam2", "edgetam"]
@@ -40,15 +41,15 @@ def reference() -> np.ndarray:
     return ids
 
 
-def tracker(backend: str, checkpoints: dict[str, str]) -> Propagator:
+def tracker(backend: str, checkpoints: dict[str, str]) -> Tracker:
     name = "deaot-t" if backend == "deaot" else ("edgetam" if backend == "edgetam" else "sam2.1-tiny")
-    return load_propagator(name, checkpoint=checkpoints[backend], precision="fp32")
+    return load_tracker(name, checkpoint=checkpoints[backend], precision="fp32")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_propagator_contract(backend, checkpoints, frames, reference):
     trk = tracker(backend, checkpoints)
-    assert isinstance(trk, Propagator)
+    assert isinstance(trk, Tracker)
     with pytest.raises(InputError):
         trk.track(frames[0])  # nothing referenced yet
     trk.add_reference(frames[0], reference)

@@ -1,0 +1,77 @@
+"""A session stays usable, with its work intact, whatever fails before, during or after a pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from samtrack.errors import ModelError
+from samtrack.tracking.session import Session
+from samtrack.tracking.settings import Settings, TrackerSettings
+
+
+class Boom(RuntimeError):
+    pass
+
+
+class FailingPool:
+    """A model pool whose tracker cannot load (as a tracker with no weights on disk, offline)."""
+
+    def tracker(self, settings):
+        raise ModelError("weights for r50-deaotl are not in the cache; fetch them with `samtrack download r50-deaotl`")
+
+
+def _session(blackswan_small, tmp_path, pool) -> Session:
+    frames, swan = blackswan_small
+    s = Session(frames, tmp_path / "run", Settings(tracker=TrackerSettings("r50-deaotl")), models=pool)
+    s.add_object(0, mask=swan, label="swan")
+    return s
+
+
+def test_a_tracker_that_fails_to_load_leaves_the_session_usable(blackswan_small, tmp_path):
+    _, swan = blackswan_small
+    s = _session(blackswan_small, tmp_path, FailingPool())
+    with pytest.raises(ModelError, match="samtrack download"):
+        for _ in s.iter_propagate(0):
+            pass
+    assert s.status.state == "idle"
+    # every action still works, and the work is intact
+    second = s.add_object(2, mask=np.roll(swan, 3, axis=1), label="again")
+    assert s.undo() == "add object" and second not in s.objects
+    assert (s.mask(0) == 1).sum() == swan.sum()
+    with pytest.raises(ModelError):
+        s.propagate(0)
+    assert s.status.state == "idle"
+    s.close()
+
+
+def test_a_tracker_that_fails_mid_pass_keeps_the_frames_done(blackswan_small, tmp_path):
+    frames, swan = blackswan_small
+
+    class BreaksOnFrame3:
+        precision = "fp32"
+        n = 0
+
+        def reset(self):
+            pass
+
+        def add_reference(self, frame, ids):
+            self.ids = ids
+
+        def track(self, frame, return_logits=False):
+            self.n += 1
+            if self.n == 3:
+                raise Boom("out of memory")
+            return self.ids
+
+        def update_memory(self, ids):
+            pass
+
+    s = Session(frames, tmp_path / "run", Settings(), tracker=BreaksOnFrame3())
+    s.add_object(0, mask=swan)
+    with pytest.raises(Boom):
+        s.propagate(0)
+    assert s.status.state == "idle"
+    assert [i for i in range(len(s)) if s.mask(i).any()] == [0, 1, 2]
+    s.add_object(4, mask=swan)  # still usable
+    s.close()
