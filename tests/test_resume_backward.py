@@ -8,9 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_runs import clip, masks, prompts_file, run_cli, swan, track  # noqa: F401 - `clip` is a fixture
+from test_runs import _small, masks, prompts_file, run_cli, swan, track
 
 pytestmark = pytest.mark.xfail(strict=True, reason="issue 24 item 2: session-level, fixed by the lead")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return _small("blackswan", tmp_path_factory.mktemp("clips") / "blackswan")
 
 
 def backward_prompts(folder: Path, head_frame: int = 5) -> Path:
@@ -24,7 +29,7 @@ def objects(out: Path) -> list[str]:
     return [o["label"] for o in json.loads((out / "session.json").read_text())["objects"].values()]
 
 
-def test_resuming_a_finished_backward_run_does_nothing(clip, tmp_path, capsys):  # noqa: F811
+def test_resuming_a_finished_backward_run_does_nothing(clip, tmp_path, capsys):
     out, prompts = tmp_path / "run", backward_prompts(tmp_path / "p")
     assert run_cli(track(clip, out, "--end", "8", "--backward", prompts=prompts), capsys)[0] == 0
     assert objects(out) == ["swan", "head"]
@@ -36,7 +41,7 @@ def test_resuming_a_finished_backward_run_does_nothing(clip, tmp_path, capsys): 
         assert (masks(out), (out / "run.json").read_text()) == before
 
 
-def test_resuming_a_finished_backward_run_refuses_changed_prompts(clip, tmp_path, capsys):  # noqa: F811
+def test_resuming_a_finished_backward_run_refuses_changed_prompts(clip, tmp_path, capsys):
     out = tmp_path / "run"
     assert run_cli(track(clip, out, "--end", "8", "--backward", prompts=backward_prompts(tmp_path / "p")),
                    capsys)[0] == 0
