@@ -10,6 +10,9 @@ while another tab tracks.
 
 from __future__ import annotations
 
+import functools
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ import gradio as gr
 
 from samtrack.app.gestures import GESTURES_JS
 from samtrack.app.handlers import NEW_OBJECT, PANEL_SETTINGS, Handlers
+from samtrack.app.uploads import discard_upload
 from samtrack.app.workspace import AppConfig
 from samtrack.models import registry
 from samtrack.tracking.settings import Settings, leaves
@@ -79,9 +83,27 @@ def setting_widget(path: str, settings: Settings) -> gr.Component:
     return gr.Number(value, label=label, info=info, precision=0 if isinstance(value, int) else None)
 
 
+def consuming(open_video: Callable[..., Any], cache: Path) -> Callable[..., Any]:
+    """`open_video` (upload, fps, request), deleting the upload's cached copy once the tab has opened it
+    (or refused it): the tab works on its own copy, deleted when the tab closes."""
+
+    @functools.wraps(open_video)
+    def handler(upload: str | None, fps: float, request: gr.Request) -> Any:
+        try:
+            return open_video(upload, fps, request)
+        finally:
+            if upload:
+                discard_upload(upload, cache)
+
+    return handler
+
+
 def build_app(config: AppConfig | None = None, models: Any = None) -> gr.Blocks:
-    """The app's page. `models`: a shared ModelPool (default: a new one for this app)."""
+    """The app's page. `models`: a shared ModelPool (default: a new one for this app). With
+    `config.upload_cache`, Gradio keeps uploads there (GRADIO_TEMP_DIR is set for this process)."""
     config = config or AppConfig()
+    if config.upload_cache is not None:
+        os.environ["GRADIO_TEMP_DIR"] = str(config.upload_cache)  # read when the blocks and server are made
     if models is None:
         from samtrack.models.pool import ModelPool
 
@@ -164,7 +186,8 @@ def build_app(config: AppConfig | None = None, models: Any = None) -> gr.Blocks:
 
         view = [image, slider, objects, selector, status]
         quiet = {"show_progress_on": [status]}
-        upload.upload(h.open_video, [upload, fps], view, api_name="open_video", **quiet, **HEAVY)
+        open_video = h.open_video if config.upload_cache is None else consuming(h.open_video, config.upload_cache)
+        upload.upload(open_video, [upload, fps], view, api_name="open_video", **quiet, **HEAVY)
         example_btn.click(h.open_example, None, view, api_name="open_example", **quiet, **HEAVY)
         slider.release(h.goto, [slider], view, api_name="goto", **quiet, **LIGHT)
         prev_btn.click(h.previous, None, view, api_visibility="private", **quiet, **LIGHT)

@@ -2,11 +2,14 @@
 
 A workspace owns a temporary folder (uploads, the run directory) and the tracking session of the video
 open in that tab. Models are not here: every session borrows them from the app's shared `ModelPool`.
-The folder is deleted when the tab closes (`Workspaces.drop`, wired to `demo.unload`).
+The folder is deleted when the tab closes (`Workspaces.drop`, wired to `demo.unload`). When the app owns
+its Gradio upload cache (`AppConfig.upload_cache`), `UploadCacheLimit` keeps that folder under a size:
+Gradio accepts uploads without a browser session, so nothing else bounds it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import threading
@@ -28,6 +31,17 @@ class AppConfig:
     max_upload_bytes: int = 2 << 30
     max_frames: int = 10_000
     work_root: Path | None = None  # None: a fresh folder in the system temp dir
+    # The app's own Gradio upload cache (GRADIO_TEMP_DIR; None: Gradio's shared default, left alone). When
+    # set, an upload's cached copy is deleted once its tab has opened it, and the folder is kept under
+    # `max_cache_bytes` (None: ZIP_EXPANSION × max_upload_bytes), oldest files first.
+    upload_cache: Path | None = None
+    max_cache_bytes: int | None = None
+
+    @property
+    def cache_limit(self) -> int:
+        from samtrack.app.uploads import ZIP_EXPANSION
+
+        return self.max_cache_bytes if self.max_cache_bytes is not None else ZIP_EXPANSION * self.max_upload_bytes
 
 
 @dataclass
@@ -77,6 +91,51 @@ class Workspace:
         self.clear_prompt()
 
 
+class UploadCacheLimit:
+    """Keeps a folder (the app's Gradio upload cache) under `max_bytes`, deleting its oldest files first,
+    every `interval` seconds on a daemon thread (`start`/`stop`) or when `sweep` is called."""
+
+    def __init__(self, folder: Path, max_bytes: int, interval: float = 5.0) -> None:
+        self.folder, self.max_bytes, self.interval = Path(folder), max_bytes, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sweep(self) -> int:
+        """Delete the oldest files until the folder holds at most `max_bytes`; return the bytes freed."""
+        files = []
+        for path in self.folder.rglob("*"):
+            try:
+                info = path.lstat()
+            except OSError:
+                continue  # gone meanwhile
+            if not path.is_dir() or path.is_symlink():
+                files.append((info.st_mtime, info.st_size, path))
+        total, freed = sum(size for _, size, _ in files), 0
+        for _, size, path in sorted(files):
+            if total - freed <= self.max_bytes:
+                break
+            path.unlink(missing_ok=True)
+            freed += size
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()  # Gradio's folder for that upload, once empty
+        return freed
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            with contextlib.suppress(OSError):
+                self.sweep()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="samtrack-upload-cache", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+
 class Workspaces:
     """Every open tab's workspace, by Gradio session hash."""
 
@@ -87,6 +146,10 @@ class Workspaces:
         self.root.mkdir(parents=True, exist_ok=True)
         self._items: dict[str, Workspace] = {}
         self._lock = threading.Lock()
+        self.cache: UploadCacheLimit | None = None
+        if config.upload_cache is not None:
+            self.cache = UploadCacheLimit(config.upload_cache, config.cache_limit)
+            self.cache.start()
 
     def get(self, key: str) -> Workspace:
         with self._lock:
@@ -116,6 +179,8 @@ class Workspaces:
         shutil.rmtree(ws.folder, ignore_errors=True)
 
     def close(self) -> None:
+        if self.cache is not None:
+            self.cache.stop()
         for key in list(self._items):
             self.drop(key)
         if self.config.work_root is None:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
 
 from samtrack.errors import InputError
 from samtrack.tracking import settings
@@ -25,19 +29,37 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace) -> int:
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: nothing leaves the machine
-    from samtrack.app import AppConfig, build_app, launch
-    from samtrack.app.uploads import parse_size
+def _stop_on_sigterm() -> None:
+    """SIGTERM (`kill`, systemd, docker stop) ends the app as Ctrl-C does, so its files are removed."""
 
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def run(args: argparse.Namespace) -> int:
     if args.max_frames < 1:
         raise InputError(f"--max-frames must be >= 1, got {args.max_frames}")
-    config = AppConfig(settings=settings.from_args(args), max_upload_bytes=parse_size(args.max_upload),
-                       max_frames=args.max_frames)
-    demo = build_app(config)
-    print(f"samtrack app: http://{args.host}:{args.port or '<any free port>'} (Ctrl-C stops it)", flush=True)
+    _stop_on_sigterm()
+    # One folder for everything the app writes: the tabs' work and Gradio's upload cache; removed on exit.
+    root = Path(tempfile.mkdtemp(prefix="samtrack-app-"))
     try:
-        launch(demo, args.host, args.port or None, block=True)
+        # Both before gradio is imported (it reads them then): nothing leaves the machine, and Gradio's
+        # cache is the app's own folder.
+        os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+        os.environ["GRADIO_TEMP_DIR"] = str(root / "uploads")
+        from samtrack.app import AppConfig, build_app, launch
+        from samtrack.app.uploads import parse_size
+
+        config = AppConfig(settings=settings.from_args(args), max_upload_bytes=parse_size(args.max_upload),
+                           max_frames=args.max_frames, work_root=root / "work", upload_cache=root / "uploads")
+        demo = build_app(config)
+        try:
+            print(f"samtrack app: http://{args.host}:{args.port or '<any free port>'} (Ctrl-C stops it)", flush=True)
+            launch(demo, args.host, args.port or None, block=True)
+        finally:
+            demo.handlers.workspaces.close()
     finally:
-        demo.handlers.workspaces.close()
+        shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -20,6 +20,10 @@ from pathlib import Path
 from samtrack.errors import OutputError
 
 TEMP_SUFFIX = ".tmp"
+# Temporary names never grow a name past this many bytes or the final name's length, whichever is more:
+# the shortest name limit in common use (eCryptfs; ext4, XFS, Btrfs and tmpfs allow 255), so a temporary
+# name fits wherever its final name does.
+_SHORTEST_NAME_MAX = 143
 # What a user can do about each way a write fails.
 _WRITE_FAILURES = {
     errno.ENOSPC: "the disk is full (no space left on the device); free some space",
@@ -29,6 +33,8 @@ _WRITE_FAILURES = {
     errno.EACCES: "permission denied; make the directory writable or choose another output directory",
     errno.EPERM: "the operating system does not permit changes there (an immutable or protected directory, "
                  "e.g. chattr +i); choose another output directory",
+    errno.ENAMETOOLONG: "the name is too long for the file system (most allow 255 bytes a name, 4096 a path); "
+                        "choose a shorter one",
 }
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -52,9 +58,16 @@ def writing(path: str | os.PathLike[str]) -> Iterator[None]:
 
 
 def temp_path_for(path: Path) -> Path:
-    """A unique hidden temporary path beside `path` (unique per process, thread and call)."""
-    tag = f"{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}"
-    return path.with_name(f".{path.name}.{tag}{TEMP_SUFFIX}")
+    """A unique hidden temporary path beside `path` (unique per process, thread and call).
+
+    Its name starts with `path`'s name, cut short where needed so that it is no longer than that name
+    (or than `_SHORTEST_NAME_MAX` bytes): wherever `path` can exist, so can its temporary file.
+    """
+    tail = f".{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}".encode()
+    name = path.name.encode()
+    keep = max(len(name), _SHORTEST_NAME_MAX) - 1 - len(tail)
+    stem = name[:keep].decode("utf-8", errors="ignore")  # never half a character
+    return path.with_name(f".{stem}{tail.decode()}")
 
 
 @contextmanager
@@ -84,10 +97,12 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
 
 
 def remove_stale_temps(folder: Path) -> int:
-    """Delete temporary files left in `folder` by an interrupted run; return how many."""
+    """Delete temporary files left in `folder` by an interrupted run; return how many (a link is removed
+    itself, never what it points to; folders are left alone)."""
     removed = 0
     if folder.is_dir():
         for p in folder.glob(f".*{TEMP_SUFFIX}"):
-            p.unlink(missing_ok=True)
-            removed += 1
+            if p.is_symlink() or not p.is_dir():
+                p.unlink(missing_ok=True)
+                removed += 1
     return removed

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import platform
 import queue
 import threading
@@ -42,11 +43,11 @@ import pycocotools.mask as mask_utils
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from samtrack.errors import InputError
+from samtrack.errors import InputError, OutputError
 from samtrack.io.atomic import atomic_path, remove_stale_temps, write_text_atomic, writing
 from samtrack.io.masks import as_id_mask, load_id_mask, save_id_mask
 from samtrack.io.overlay import render_overlay
-from samtrack.io.rundir import create_out_dir
+from samtrack.io.rundir import create_out_dir, link_refusal
 from samtrack.io.sources import FrameSource
 from samtrack.io.video import BackgroundEncoder, GifWriter, Mp4Writer
 
@@ -62,6 +63,7 @@ OBJECTS_JSON = "objects.json"
 RUN_JSON = "run.json"
 # What `finalize` writes beside masks/: stale once the masks change, replaced with --force.
 OUTPUT_FILES = (OVERLAY_MP4, OVERLAY_GIF, MASKS_ZIP, RLE_JSON, OBJECTS_JSON, RUN_JSON)
+RENDER_JSON = "render.json"  # `samtrack render`'s record: its frames and the masks it wrote
 RLE_FORMAT = "samtrack-rle/1"
 _VERSIONED = ("samtrack", "numpy", "torch", "torchvision", "transformers", "av", "pillow", "pycocotools")
 
@@ -137,6 +139,12 @@ class RunWriter:
         self.masks_dir = self.out_dir / MASKS_DIR
         self.source = source
         create_out_dir(self.out_dir)
+        check_mask_names(self.out_dir, source.names)
+        if self.masks_dir.is_symlink():
+            raise link_refusal(self.masks_dir)
+        if self.masks_dir.exists() and not self.masks_dir.is_dir():
+            raise OutputError(f"{self.masks_dir} is a file; samtrack writes its masks in a folder of that name: "
+                              "move the file, or choose another output directory")
         with writing(self.masks_dir):
             self.masks_dir.mkdir(exist_ok=True)
         remove_stale_temps(self.masks_dir)
@@ -382,6 +390,19 @@ class RunWriter:
         path = self.out_dir / RUN_JSON
         write_text_atomic(path, json.dumps(doc, indent=2, default=_json_value))
         return path
+
+
+def check_mask_names(out_dir: Path, names: Sequence[str]) -> None:
+    """Refuse frame names whose mask file (`<name>.png`) the file system of `out_dir` cannot hold."""
+    try:
+        limit = os.pathconf(out_dir, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return  # no limit known here: a name too long is still reported when it is written
+    longest = max(names, key=lambda n: len(n.encode()), default="")
+    size = len(f"{longest}.png".encode())
+    if size > limit:
+        raise OutputError(f"the mask file name {longest}.png is {size} bytes long, more than the {limit} the file "
+                          f"system of {out_dir} allows; give the frames shorter names, or write to another disk")
 
 
 def frame_ranges(indices: list[int]) -> list[list[int]]:

@@ -4,7 +4,7 @@
     ...                                   # write the run
     lock.release()                        # (also on process exit or kill: the OS drops the lock)
 
-    identity = input_identity(source)     # path, bytes, frame count, size, thumbnails of a few frames
+    identity = input_identity(source)     # content digest (SHA-256), path, bytes, frame count, size
     input_differences(recorded, identity) # [] for the same input, else what differs, one line each
 
 The lock is an advisory `flock` on `<out>/.samtrack.lock`, held for as long as the run writes. The
@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import socket
@@ -41,6 +42,17 @@ LOCK_FILE = ".samtrack.lock"
 THUMBNAIL_SIDE = 8
 # Decoders of different FFmpeg/Pillow builds may differ by a level or two; other content is far off.
 THUMBNAIL_TOLERANCE = 6
+_DIGEST_CHUNK = 1 << 20
+
+
+def link_refusal(path: Path) -> OutputError:
+    """The error for a link found where samtrack would write (it never writes through one)."""
+    try:
+        target = f" to {os.readlink(path)}"
+    except OSError:
+        target = ""
+    return OutputError(f"{path} is a link{target}: samtrack writes only inside the output directory and never "
+                       "through a link; remove the link, or choose another output directory")
 
 
 def _existing_file_above(path: Path) -> Path | None:
@@ -58,15 +70,15 @@ def create_out_dir(path: str | os.PathLike[str]) -> bool:
     what to do when the disk is read-only, full or the folder is protected.
     """
     out = Path(path)
-    blocker = _existing_file_above(out)
-    if blocker is not None:
-        where = "is" if blocker == out else f"lies under {blocker}, which is"
-        raise OutputError(f"the output directory {out} {where} an existing file, not a directory; "
-                          "give a directory path (it is created when missing)")
-    existed = out.is_dir()
     try:
+        blocker = _existing_file_above(out)
+        if blocker is not None:
+            where = "is" if blocker == out else f"lies under {blocker}, which is"
+            raise OutputError(f"the output directory {out} {where} an existing file, not a directory; "
+                              "give a directory path (it is created when missing)")
+        existed = out.is_dir()
         out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
+    except OSError as exc:  # a name too long, a parent without permission, a full or read-only disk
         raise (write_failure(exc, out) or OutputError(f"cannot create the output directory {out} "
                                                       f"({exc.strerror}); choose another one")) from exc
     return not existed
@@ -98,9 +110,11 @@ class RunLock:
         if self._fd is not None:
             return
         while True:
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:  # never through a link: the lock's record would overwrite what it points to
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
             except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise link_refusal(self.path) from None
                 raise (write_failure(exc, self.path) or OutputError(
                     f"cannot create the lock file {self.path} ({exc.strerror}); choose another output "
                     "directory")) from exc
@@ -189,23 +203,43 @@ def _thumbnail(frame: np.ndarray) -> list[int]:
     return np.asarray(small, dtype=np.uint8).ravel().tolist()
 
 
-def _input_bytes(source: FrameSource) -> int:
+def _input_files(source: FrameSource) -> list[Path]:
+    return list(source.files) if isinstance(source, ImageFolderSource) else [source.path]
+
+
+def content_digest(source: FrameSource) -> str:
+    """SHA-256 of the input's content, streamed: of the video file, or of every frame file with its name
+    (so swapped, renamed, edited, added or removed frames all change it; a moved copy does not)."""
+    digest = hashlib.sha256()
+    buffer = bytearray(_DIGEST_CHUNK)
+    view = memoryview(buffer)
     if isinstance(source, ImageFolderSource):
-        return sum(p.stat().st_size for p in source.files)
-    return source.path.stat().st_size
+        named: list[tuple[str | None, Path]] = list(zip(source.names, source.files, strict=True))
+    else:
+        named = [(None, source.path)]
+    for name, path in named:
+        if name is not None:
+            digest.update(name.encode() + b"\0")
+        with open(path, "rb") as f:
+            while n := f.readinto(buffer):
+                digest.update(view[:n])
+    return digest.hexdigest()
 
 
 def input_identity(source: FrameSource) -> dict[str, Any]:
-    """What identifies an input: path, size on disk, frame count, frame size and the thumbnails
-    (8×8 RGB, box-filtered) of its first, middle and last frame."""
+    """What identifies an input: its content (`sha256`, see `content_digest`), path, size on disk, frame
+    count and frame size, and the thumbnails (8×8 RGB, box-filtered) of its first, middle and last frame
+    (what runs recorded before content digests are compared by)."""
     n = len(source)
     frames = sample_frames(n)
     return {
         "path": str(source.path.resolve()),
-        "bytes": _input_bytes(source),
+        "bytes": sum(p.stat().st_size for p in _input_files(source)),
         "frames": n,
         "width": source.width,
         "height": source.height,
+        "sha256": content_digest(source),
+        "digest_of": "frame files" if isinstance(source, ImageFolderSource) else "file",
         "sample_frames": frames,
         "thumbnails": [_thumbnail(source[i]) for i in frames],
     }
@@ -213,13 +247,17 @@ def input_identity(source: FrameSource) -> dict[str, Any]:
 
 def input_differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """How `current` differs from the `recorded` input identity, one phrase each ([] when the same
-    input). A moved or renamed input with the same content is the same input."""
+    input). A moved or renamed input with the same content is the same input. Identities recorded
+    before content digests are compared by bytes and thumbnails, so those runs stay resumable."""
     diffs = []
     for key, what in (("frames", "frames"), ("width", "pixels wide"), ("height", "pixels high"),
                       ("bytes", "bytes")):
         if recorded.get(key) != current.get(key):
             diffs.append(f"{recorded.get(key)} {what} then, {current.get(key)} now")
-    if not diffs:
+    if not diffs and recorded.get("sha256") and current.get("sha256"):
+        if recorded["sha256"] != current["sha256"]:
+            diffs.append(f"its content differs: sha256 of the {current.get('digest_of', 'input')}")
+    elif not diffs:  # a run recorded before content digests: its thumbnails
         if recorded.get("sample_frames") != current.get("sample_frames"):
             diffs.append("other sample frames")
         else:

@@ -18,6 +18,7 @@ import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import suppress
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,19 +76,25 @@ class _StreamingWriter:
         self._closed = True
         try:
             self._finish()
+            os.replace(self._tmp, self.path)
         except BaseException:
-            self._release()
-            self._tmp.unlink(missing_ok=True)
+            self._discard()
             raise
-        os.replace(self._tmp, self.path)
 
     def abort(self) -> None:
-        """Stop without publishing anything."""
+        """Stop without publishing anything. Never raises: it runs while another error is being reported."""
         if self._closed:
             return
         self._closed = True
-        self._release()
-        self._tmp.unlink(missing_ok=True)
+        self._discard()
+
+    def _discard(self) -> None:
+        """Close what is open and delete the temporary file, whatever closing says."""
+        try:
+            with suppress(Exception):  # after a failure closing fails too (e.g. no space for the trailer)
+                self._release()
+        finally:
+            self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> Self:
         return self
@@ -240,10 +247,12 @@ class Mp4Writer(_StreamingWriter):
         self._release()
 
     def _release(self) -> None:
-        self._out.close()
-        if self._audio_in is not None:
-            self._audio_in.close()
-            self._audio_in = None
+        try:
+            self._out.close()
+        finally:
+            if self._audio_in is not None:
+                self._audio_in.close()
+                self._audio_in = None
 
 
 class GifWriter(_StreamingWriter):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import suppress
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,12 +135,15 @@ class TrackJob:
             if self.categories and self.categories != tl.categories:
                 raise InputError(f"the run in {self.out} detects {tl.categories or 'everything'}; a resume "
                                  f"cannot switch to {self.categories!r}: start a new run in another directory")
-            if sorted(record.backward) != backward and not self.allow_changes:
-                then = ", ".join(record.backward) or "none"
-                raise InputError(f"cannot resume {self.out}: frames carried backward differ ({then} then, "
-                                 f"{', '.join(backward) or 'none'} now); give the options it was made with, "
-                                 "or pass --allow-changes")
-            session.propagate(None, self.end, prompts=prompts or None, progress=progress)
+            results = session.iter_propagate(None, self.end, prompts=prompts or None)  # refuses other prompts first
+            with closing(results):
+                if sorted(record.backward) != backward and not self.allow_changes:
+                    then = ", ".join(record.backward) or "none"
+                    raise InputError(f"cannot resume {self.out}: frames carried backward differ ({then} then, "
+                                     f"{', '.join(backward) or 'none'} now); give the options it was made with, "
+                                     "or pass --allow-changes")
+                for _ in results:
+                    progress(session.status.done, session.status.total, {"objects": len(session.objects)})
         else:
             categories, sounds = self.categories, None
             if self.audio:

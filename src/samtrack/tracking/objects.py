@@ -11,6 +11,15 @@ import numpy as np
 from samtrack.errors import InputError
 from samtrack.tracking.discovery import find_new_objects
 
+MAX_LABEL = 200  # characters: a name for an object, not a document (every entry point gets this cap)
+
+
+def check_label(label: str) -> str:
+    """`label`, or InputError when it is longer than `MAX_LABEL` characters."""
+    if len(label) > MAX_LABEL:
+        raise InputError(f"a label is at most {MAX_LABEL} characters, this one has {len(label)}; shorten it")
+    return label
+
 
 @dataclass
 class TrackedObject:
@@ -54,6 +63,8 @@ class ObjectRegistry:
     def add(self, label: str | None, frame: int, prompt: dict) -> int:
         """Register a new object; returns its fresh id."""
         self.check_room()
+        if label:
+            check_label(label)
         obj_id = self.next_id
         self.next_id += 1
         self.objects[obj_id] = TrackedObject(obj_id, label or f"object {obj_id}", frame, prompt)
@@ -66,6 +77,9 @@ class ObjectRegistry:
 
         `info` maps a segment id to the label and prompt of the object it becomes (default: a
         segment-everything object); `max_new_share`: see :func:`find_new_objects`."""
+        for meta in (info or {}).values():
+            if meta.get("label"):
+                check_label(meta["label"])
         new = find_new_objects(ids, segments, self.next_id, min_new_obj_iou=min_new_obj_iou, min_area=min_area,
                                max_obj_num=self.max_obj_num, max_new_share=max_new_share)
         inside = new > 0
@@ -86,7 +100,7 @@ class ObjectRegistry:
 
     def relabel(self, obj_id: int, label: str) -> None:
         self.check(obj_id)
-        self.objects[obj_id].label = label
+        self.objects[obj_id].label = check_label(label)
 
     def forget_after(self, frame: int, frames: set[int] | None = None) -> None:
         """Drop the objects added after `frame` (only those added on one of `frames`, when given): a

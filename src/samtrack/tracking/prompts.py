@@ -16,7 +16,11 @@ from typing import Any
 import numpy as np
 
 from samtrack.errors import InputError
+from samtrack.tracking.objects import MAX_LABEL, check_label
 from samtrack.tracking.settings import Settings
+
+NEEDS_POSITIVE = ("a click prompt needs at least one positive click on the object (label 1); negative clicks "
+                  "(label 0) only take area away from it")
 
 
 @dataclass(frozen=True)
@@ -131,11 +135,14 @@ def make_prompt(frame: int, *, points: Any = None, labels: Any = None, box: Any 
         raise InputError("give exactly one prompt: points (with labels), box, stroke, mask or text"
                          + (f" (got {', '.join(given)})" if given else ""))
     frame = int(frame)
+    label = _label(label)
     if points is not None:
         pts = _pairs(points, "points")
         labs = tuple(int(v) for v in (labels if labels is not None else [1] * len(pts)))
         if len(labs) != len(pts) or not set(labs) <= {0, 1}:
             raise InputError("labels must give 1 (positive) or 0 (negative) for every point")
+        if 1 not in labs:  # SAM would cut everything but the clicked spots; SAM-Track refuses it too
+            raise InputError(NEEDS_POSITIVE)
         return Click(frame, pts, labs, label)
     if box is not None:
         try:
@@ -151,7 +158,22 @@ def make_prompt(frame: int, *, points: Any = None, labels: Any = None, box: Any 
         return MaskPrompt(frame, np.asarray(mask).astype(bool), label)
     if not str(text).strip(" ."):
         raise InputError("a text prompt needs a caption naming objects, e.g. 'swan. duck'")
+    for category in str(text).split("."):  # each category names (labels) the objects it finds
+        if len(category.strip()) > MAX_LABEL:
+            raise InputError(f"a text prompt names categories of at most {MAX_LABEL} characters each (they become "
+                             f"labels), one has {len(category.strip())}; separate categories with '.'")
     return Text(frame, str(text))
+
+
+def _label(value: Any) -> str | None:
+    """A prompt's label as text: a string or a number (YAML reads `label: 7` as one), at most `MAX_LABEL`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise InputError(f"label must be one piece of text, got {shown}; a prompt makes one object, give each "
+                         "object its own prompt")
+    return check_label(str(value))
 
 
 def add(prompts: Prompts, prompt: Prompt) -> None:
@@ -243,6 +265,8 @@ def check_prompts(prompts: Prompts, *, frames: int, width: int, height: int, end
 def check_prompt(p: Prompt, width: int, height: int) -> None:
     """Refuse a prompt whose points, box or mask do not fit a width×height frame."""
     frame = f"the {width}x{height} frame"
+    if isinstance(p, Click) and 1 not in p.labels:
+        raise InputError(f"{NEEDS_POSITIVE} (frame {p.frame})")
     if isinstance(p, (Click, Stroke)):
         what = "click" if isinstance(p, Click) else "stroke point"
         for x, y in p.points:

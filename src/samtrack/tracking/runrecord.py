@@ -25,8 +25,8 @@ import numpy as np
 
 from samtrack.errors import InputError, OutputError
 from samtrack.io.atomic import atomic_path
-from samtrack.io.outputs import MASKS_DIR, OUTPUT_FILES
-from samtrack.io.rundir import RunLock, contents, input_differences, input_identity
+from samtrack.io.outputs import MASKS_DIR, OUTPUT_FILES, RENDER_JSON
+from samtrack.io.rundir import RunLock, contents, input_differences, input_identity, link_refusal
 from samtrack.io.sources import FrameSource
 from samtrack.tracking.settings import Settings, flag
 
@@ -79,12 +79,23 @@ def _read_state(path: Path) -> dict:
 
 
 def remove_outputs(out: Path, *, masks: bool = False) -> None:
-    """Delete what `finalize` wrote (and, with `masks`, the mask PNGs), so no stale file outlives a change."""
-    for name in OUTPUT_FILES:
-        (out / name).unlink(missing_ok=True)
-    if masks and (out / MASKS_DIR).is_dir():
-        for png in (out / MASKS_DIR).glob("*.png"):
-            png.unlink()
+    """Delete what `finalize` wrote (and, with `masks`, the mask PNGs and `render`'s record), so no stale
+    file outlives a change.
+
+    Only names samtrack writes are removed, and only inside `out`: a link in place of one of them is
+    removed itself, never what it points to, and a linked masks/ folder is refused before anything goes.
+    """
+    folder = out / MASKS_DIR
+    if masks and folder.is_symlink():
+        raise link_refusal(folder)
+    for name in (*OUTPUT_FILES, *((RENDER_JSON,) if masks else ())):
+        path = out / name
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+    if masks and folder.is_dir():
+        for png in folder.glob("*.png"):
+            if png.is_symlink() or png.is_file():
+                png.unlink()
 
 
 def discard_if_empty(lock: RunLock) -> None:
@@ -95,7 +106,7 @@ def discard_if_empty(lock: RunLock) -> None:
     if contents(out):
         return
     masks = out / MASKS_DIR
-    if masks.is_dir() and not any(masks.iterdir()):
+    if masks.is_dir() and not masks.is_symlink() and not any(masks.iterdir()):
         masks.rmdir()
     if lock.created and out.is_dir() and not any(out.iterdir()):
         shutil.rmtree(out, ignore_errors=True)
