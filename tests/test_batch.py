@@ -27,9 +27,10 @@ BLACKSWAN = DATA / "videos" / "blackswan.mp4"
 
 def model_options(tiny_sam: str, end: int = 2) -> list[str]:
     # Random SAM weights predict low IoU/stability: thresholds opened so segment-everything finds objects.
+    # fp32: precision "auto" is decided by a timing probe, so two processes on a busy machine may differ.
     return ["--segmenter", tiny_sam, "--tracker", "deaot-t", "--checkpoint", str(DEAOT_FIXTURES / "deaott.pth"),
             "--end", str(end), "--points-per-side", "4", "--pred-iou-thresh", "0", "--stability-score-thresh", "0",
-            "--min-area", "20", "--no-video", "--no-gif"]
+            "--min-area", "20", "--precision", "fp32", "--no-video", "--no-gif"]
 
 
 def manifest(out: Path) -> dict[str, dict]:

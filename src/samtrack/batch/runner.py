@@ -3,6 +3,11 @@
 One code path for every cluster: without an address a local Ray instance is started for the run
 and shut down after it; with `address` ("auto", "ray://host:10001") the run joins that cluster.
 Inside an already initialised Ray session (a test, a notebook) that session is used as it is.
+
+The batch folder is locked for the whole run (`RunLock`): a second driver on it is refused at once.
+A local instance exposes nothing beyond this machine: its node address is the loopback one, so its
+GCS, raylet, workers and agents listen on 127.0.0.1 only, and token authentication is on with a token
+made for this run (held in the environment of its processes, never written to ~/.ray).
 """
 
 from __future__ import annotations
@@ -10,9 +15,12 @@ from __future__ import annotations
 import logging
 import math
 import os
+import secrets
+import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +29,7 @@ from samtrack.batch.inputs import BatchInput
 from samtrack.batch.manifest import Manifest
 from samtrack.batch.worker import TrackWorker, describe, now
 from samtrack.errors import InputError
+from samtrack.io.rundir import RunLock
 from samtrack.tracking.job import TrackJob
 
 Event = dict[str, Any]  # a worker's progress: name, worker, pid, done, total
@@ -49,6 +58,36 @@ class Resources:
     gpus_per_worker: float = 0.0
 
 
+def _ray_running() -> bool:
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
+
+
+@contextmanager
+def _local_instance_environment() -> Iterator[None]:
+    """The environment a local Ray instance starts with (its processes inherit it), restored after:
+
+    - RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: Ray's single-machine mode, whose node address is the loopback
+      one; every Ray server binds to the node address. (On Linux Ray otherwise replaces a node address of
+      127.0.0.1 by the machine's network address.) Read when `ray` is imported: it takes effect when this
+      process has not imported Ray yet, as in `samtrack batch`.
+    - RAY_AUTH_MODE=token with a fresh RAY_AUTH_TOKEN: every Ray server refuses peers without the token,
+      whatever binds where; nothing is written to ~/.ray.
+    """
+    wanted = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
+              "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    saved = {key: os.environ.get(key) for key in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def _connect(address: str | None, res: Resources) -> bool:
     """Join or start Ray; True when this call started it (so the run shuts it down)."""
     import ray
@@ -65,7 +104,8 @@ def _connect(address: str | None, res: Resources) -> bool:
     else:
         needed = math.ceil((res.workers or 1) * res.cpus_per_worker)  # else a worker would wait forever
         # address="local": a new instance even when this machine runs a cluster (that one needs --address)
-        ray.init(address="local", num_cpus=max(os.cpu_count() or 1, needed), include_dashboard=False, **common)
+        ray.init(address="local", num_cpus=max(os.cpu_count() or 1, needed), include_dashboard=False,
+                 _node_ip_address="127.0.0.1", **common)
     return True
 
 
@@ -96,11 +136,19 @@ def run_batch(inputs: list[BatchInput], job: TrackJob, out_dir: str | Path, *,
     and so are inputs that failed before unless `retry_failed`; partial ones resume. Each input gets
     1 + `retries` attempts, whether it fails or its worker dies; a dead worker is replaced. Callbacks:
     `on_start(inputs to run, workers)`, `on_event(progress event)`, `on_record(record)` when an input
-    finishes or fails for good.
+    finishes or fails for good. The batch folder is locked for the run: another driver on it is refused.
     """
-    res = resources or Resources()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with RunLock.open(out_dir) as lock:
+        local = address is None and not _ray_running()
+        with _local_instance_environment() if local else nullcontext():
+            return _run_batch(inputs, args, lock.out_dir, resources or Resources(), retries, retry_failed, address,
+                              on_event, on_record, on_start)
+
+
+def _run_batch(inputs: list[BatchInput], args: argparse.Namespace, out: Path, res: Resources, retries: int,
+               retry_failed: bool, address: str | None, on_event: Callable[[Event], None] | None,
+               on_record: Callable[[dict[str, Any]], None] | None,
+               on_start: Callable[[int, int], None] | None) -> BatchResult:
     manifest = Manifest(out, inputs)
     todo = [i for i in inputs if not manifest.finished(i, out, retry_failed)]
     skipped = [i.name for i in inputs if i not in todo]
