@@ -7,6 +7,7 @@ import json
 import sys
 
 from samtrack.errors import InputError
+from samtrack.io.sources import open_source
 from samtrack.tracking import prompts as P
 from samtrack.tracking.job import TrackJob
 from samtrack.tracking.settings import PRECISION_CHOICES, Settings
@@ -105,6 +106,10 @@ def add_options(p: argparse.ArgumentParser) -> None:
     mode.add_argument("--prompts", metavar="FILE",
                       help="JSON or YAML list of prompts, each {frame, label?, points+labels | box | stroke | "
                            "mask: PNG path}")
+    mode.add_argument("--init-from", dest="init_from", metavar="FILE",
+                      help="objects from annotations: a COCO .json file or a folder of id-mask PNGs named like the "
+                           "frames (DAVIS style); each object starts from its mask on its first annotated frame, "
+                           "labelled with its category")
     mode.add_argument("--backward", action="store_true",
                       help="also carry objects added after frame 0 back towards frame 0")
     add_model_options(p)
@@ -174,18 +179,22 @@ def job_from_args(args: argparse.Namespace) -> TrackJob:
     prompts = P.group_cli_items(getattr(args, "prompt_items", None) or [])
     if args.prompts:
         prompts = P.merge(prompts, P.parse_prompt_file(args.prompts))
+    if getattr(args, "init_from", None):
+        with open_source(args.input, fps=args.fps) as source:
+            prompts = P.merge(prompts, P.load_annotations(args.init_from, source))
     categories = None
     if args.auto:
         texts = [p.caption for items in prompts.values() for p in items if isinstance(p, P.Text)]
         if len(texts) != sum(len(items) for items in prompts.values()):
-            raise InputError("--auto takes only --text (categories to detect), not clicks, boxes or a prompts file")
+            raise InputError("--auto takes only --text (categories to detect), not clicks, boxes, a prompts file "
+                             "or --init-from")
         categories = ". ".join(t.strip(" .") for t in texts) or None
         prompts = {}
     elif args.discover is not None:
         categories = args.discover.strip() or None
     if not args.auto and not prompts and not args.resume and not args.audio:
         raise InputError("nothing to track: give --auto, --audio, or prompts with --click/--box/--stroke/--text/"
-                         "--prompts")
+                         "--prompts/--init-from")
     settings = settings_from_args(args)
     return TrackJob(str(args.input), str(args.out), settings, prompts, auto=args.auto, categories=categories,
                     discover=args.discover is not None, audio=args.audio, backward=args.backward, end=args.end,
