@@ -17,6 +17,7 @@ _LAZY = {
     "load_propagator": "samtrack.models.propagator",
     "ModelPool": "samtrack.models.pool",
     "Cancelled": "samtrack.tracking.propagation",
+    "export_run": "samtrack.io.export",
 }
 
 
@@ -27,4 +28,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["Cancelled", "ClickState", "InputError", "ModelError", "ModelPool", "SamtrackError", "Segmenter", "Session",
-           "Settings", "__version__", "load_propagator", "load_tracker"]
+           "Settings", "__version__", "export_run", "load_propagator", "load_tracker"]
