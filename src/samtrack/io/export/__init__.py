@@ -30,6 +30,7 @@ from typing import Any
 from tqdm import tqdm
 
 from samtrack.errors import InputError
+from samtrack.io.export import vos, yolo
 from samtrack.io.export.coco import write_coco
 from samtrack.io.export.cvat import write_cvat
 from samtrack.io.export.labels import DEFAULT_CATEGORY, Categories, parse_classes
@@ -69,14 +70,14 @@ class ExportSummary:
     masks: int  # object masks (annotations, label lines, visible shapes) written
     categories: tuple[str, ...]
     uncovered: tuple[tuple[int, int], ...]  # input frames the run does not cover, as [first, last] ranges
-    images: Path | None  # where the frame images were written, if they were
+    images: Path | None  # the folder the frames were written to, if they were
     polygons: bool
     notes: tuple[str, ...] = ()
 
     def line(self) -> str:
         kind = TITLES[self.format] + (" (polygons)" if self.polygons else " (RLE)" if self.format == "coco" else "")
         cats = f"; categories {', '.join(self.categories)}" if self.categories else ""
-        images = f", frames in {self.images}" if self.images is not None and self.images != self.out else ""
+        images = f", frames in {self.images}" if self.images is not None else ""
         text = (f"exported {self.frames} frames ({self.objects} objects, {self.masks} masks{cats}) as {kind} "
                 f"to {self.out}{images}")
         if self.uncovered:
@@ -93,6 +94,13 @@ class ExportSummary:
                     categories=list(self.categories), uncovered=[list(r) for r in self.uncovered],
                     notes=list(self.notes))
         return data
+
+
+def _images_in(out: Path, fmt: str, sequence: str) -> Path | None:
+    """Where a folder format keeps the frames."""
+    if fmt == "yolo":
+        return out / yolo.IMAGES
+    return out / vos.IMAGES / sequence if fmt in ("davis", "ytvos") else None
 
 
 def _check_options(fmt: str, out: Path, *, polygons: bool, with_frames: bool) -> None:
@@ -171,6 +179,6 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path, *, polygons: bool
         objects=sum(1 for i in run.object_ids if run.frames_of(i)), masks=masks,
         categories=() if fmt == "davis" else categories.names,
         uncovered=tuple((a, b) for a, b in run.uncovered),
-        images=images_dir if images_dir is not None else out if needs_frames else None,
+        images=images_dir if images_dir is not None else _images_in(out, fmt, run.sequence),
         polygons=polygons or fmt in ("yolo", "cvat"), notes=notes)
 
