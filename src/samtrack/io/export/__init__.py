@@ -153,19 +153,16 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path, *, polygons: bool
         with FrameFiles(run, jpeg=fmt in ("davis", "ytvos"), open_input=needs_frames) as frames, \
                 tqdm(total=len(run.covered), desc=f"export {fmt}", unit="frame", disable=not progress) as bar, \
                 ExitStack() as stack:
-            def on_frame(_: int) -> None:
+            target = stack.enter_context(staged(out, folder=folder))
+            # entered last, so it is moved into place first and the JSON never names missing frames
+            images_tmp = stack.enter_context(staged(images_dir, folder=True)) if images_dir is not None else None
+
+            def on_frame(index: int) -> None:
+                if images_tmp is not None:
+                    frames.write(index, images_tmp)
                 bar.update()
 
-            target = stack.enter_context(staged(out, folder=folder))
             if fmt == "coco":
-                if images_dir is not None:
-                    # entered last, so it is moved into place first and the JSON never names missing frames
-                    images_tmp = stack.enter_context(staged(images_dir, folder=True))
-
-                    def on_frame(index: int) -> None:
-                        frames.write(index, images_tmp)
-                        bar.update()
-
                 masks = write_coco(run, target, frames, categories, polygons=polygons, on_frame=on_frame)
             elif fmt == "yolo":
                 masks = write_yolo(run, target, frames, categories, on_frame=on_frame)
@@ -173,7 +170,7 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path, *, polygons: bool
                 masks = write_cvat(run, target, categories, on_frame=on_frame)
             else:
                 masks = write_vos(run, target, frames, categories if fmt == "ytvos" else None, on_frame=on_frame)
-            notes = () if frames.note is None or needs_frames else (frames.note,)
+            notes = (frames.note,) if frames.note else ()
     return ExportSummary(
         format=fmt, out=out, frames=len(run.covered),
         objects=sum(1 for i in run.object_ids if run.frames_of(i)), masks=masks,
