@@ -16,6 +16,7 @@ _LAZY = {
     "load_tracker": "samtrack.models.trackers",
     "ModelPool": "samtrack.models.pool",
     "Cancelled": "samtrack.tracking.propagation",
+    "export_run": "samtrack.io.export",
 }
 
 
@@ -30,4 +31,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["Cancelled", "InputError", "ModelError", "ModelPool", "SamtrackError", "Segmenter", "Session",
-           "Settings", "__version__", "load_tracker"]
+           "Settings", "__version__", "export_run", "load_tracker"]

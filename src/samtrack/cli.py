@@ -15,7 +15,7 @@ from samtrack import __version__
 from samtrack.errors import SamtrackError
 
 # Order here is the order in `samtrack --help`.
-COMMANDS = ["models", "download", "render", "sounds", "track", "batch", "eval", "app"]
+COMMANDS = ["models", "download", "render", "sounds", "track", "batch", "export", "eval", "app"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -141,11 +141,11 @@ def run_batch(inputs: list[BatchInput], job: TrackJob, out_dir: str | Path, *,
     with RunLock.open(out_dir) as lock:
         local = address is None and not _ray_running()
         with _local_instance_environment() if local else nullcontext():
-            return _run_batch(inputs, args, lock.out_dir, resources or Resources(), retries, retry_failed, address,
+            return _run_batch(inputs, job, lock.out_dir, resources or Resources(), retries, retry_failed, address,
                               on_event, on_record, on_start)
 
 
-def _run_batch(inputs: list[BatchInput], args: argparse.Namespace, out: Path, res: Resources, retries: int,
+def _run_batch(inputs: list[BatchInput], job: TrackJob, out: Path, res: Resources, retries: int,
                retry_failed: bool, address: str | None, on_event: Callable[[Event], None] | None,
                on_record: Callable[[dict[str, Any]], None] | None,
                on_start: Callable[[int, int], None] | None) -> BatchResult:

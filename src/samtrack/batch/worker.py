@@ -37,6 +37,7 @@ def job_for(base: TrackJob, item: BatchInput, run_dir: Path, resume: bool, ours:
     force = base.force or ours
     if not item.overrides:
         return dataclasses.replace(base, input=item.input, out=str(run_dir), resume=resume, force=force)
+    # A row that says what to track replaces the command's prompts, its --init-from annotations included.
     prompts = P.parse_prompt_file(item.prompts) if item.prompts else {}
     if item.text:
         P.add(prompts, P.make_prompt(0, text=item.text))

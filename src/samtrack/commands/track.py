@@ -104,6 +104,10 @@ def add_options(p: argparse.ArgumentParser) -> None:
     mode.add_argument("--prompts", metavar="FILE",
                       help="JSON or YAML list of prompts, each {frame, label?, points+labels | box | stroke | "
                            "mask: PNG path}")
+    mode.add_argument("--init-from", dest="init_from", metavar="FILE",
+                      help="objects from annotations: a COCO .json file or a folder of id-mask PNGs named like the "
+                           "frames (DAVIS style); each object starts from its mask on its first annotated frame, "
+                           "labelled with its category")
     mode.add_argument("--backward", action="store_true",
                       help="also carry objects added after frame 0 back towards frame 0")
     settings.add_options(p)
@@ -125,7 +129,8 @@ def job_from_args(args: argparse.Namespace, input: str | None = None, out: str |
                           settings.from_args(args), prompts, auto=args.auto, discover=args.discover,
                           audio=args.audio, backward=args.backward, end=args.end, fps=args.fps,
                           video=not args.no_video, gif=not args.no_gif, resume=getattr(args, "resume", False),
-                          force=getattr(args, "force", False), allow_changes=getattr(args, "allow_changes", False))
+                          force=getattr(args, "force", False), allow_changes=getattr(args, "allow_changes", False),
+                          init_from=getattr(args, "init_from", None))
 
 
 def run(args: argparse.Namespace) -> int:

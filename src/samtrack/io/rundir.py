@@ -4,6 +4,9 @@
     ...                                   # write the run
     lock.release()                        # (also on process exit or kill: the OS drops the lock)
 
+    with reading_run("runs/clip"):        # a reader (export): refused while a writer holds the lock, and
+        ...                               # a writer that starts meanwhile is refused until it is done
+
     identity = input_identity(source)     # content digest (SHA-256), path, bytes, frame count, size
     input_differences(recorded, identity) # [] for the same input, else what differs, one line each
 
@@ -24,7 +27,8 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -165,6 +169,79 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+@contextmanager
+def reading_run(out_dir: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold a shared lock on a run directory while reading it.
+
+    Raises `OutputError` when a writer holds the directory (a run or render still writing it). While
+    the block runs, a writer that tries to start is refused as if another run held the directory;
+    other readers are not. A directory whose lock file cannot be created (a read-only disk) is read
+    without a lock: no writer can start there either.
+    """
+    out = Path(out_dir)
+    path = out / LOCK_FILE
+    while True:
+        fd, created = _open_for_reading(path)
+        if fd is None:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _read_holder(fd)
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise OutputError(f"cannot lock {path} ({exc.strerror}); the file system may not support locks") from exc
+            raise OutputError(f"{out} is being written by a samtrack run ({holder}); wait for it to finish, "
+                              "then try again") from None
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        mine = os.fstat(fd)
+        if current is not None and (current.st_ino, current.st_dev) == (mine.st_ino, mine.st_dev):
+            break
+        os.close(fd)  # the file was replaced or removed between our open and lock: lock the current one
+    if created:  # so that a writer refused meanwhile can say who holds the directory
+        record = {"pid": os.getpid(), "host": socket.gethostname(),
+                  "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                  "command": " ".join(sys.argv)}
+        with suppress(OSError):
+            os.pwrite(fd, json.dumps(record).encode(), 0)
+    try:
+        yield
+    finally:
+        # Remove the lock file when no one else holds it (as a writer's release does); a writer that
+        # opened it meanwhile re-checks the path after locking.
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass  # another reader still holds it, or the directory is read-only: leave the file
+        os.close(fd)
+
+
+def _open_for_reading(path: Path) -> tuple[int | None, bool]:
+    """(descriptor of the lock file, whether this call created it); (None, False) where there is no
+    lock file and none can be made (a read-only directory)."""
+    while True:
+        try:
+            return os.open(path, os.O_RDWR | os.O_CLOEXEC), False
+        except FileNotFoundError:
+            pass
+        except OSError:
+            try:
+                return os.open(path, os.O_RDONLY | os.O_CLOEXEC), False  # a lock file we may not write to
+            except OSError:
+                return None, False
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644), True
+        except FileExistsError:
+            continue  # a writer created it meanwhile: open theirs
+        except OSError:
+            return None, False
 
 
 def _read_holder(fd: int) -> str:

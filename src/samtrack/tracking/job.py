@@ -44,6 +44,7 @@ class TrackJob:
     resume: bool = False
     force: bool = False  # write into a non-empty directory that holds no run
     allow_changes: bool = False  # a resume may change settings, prompts not reached yet and the end frame
+    init_from: str | None = None  # annotations (COCO file or DAVIS-style folder) whose masks are prompts too
 
     @classmethod
     def build(cls, input: str, out: str, settings: Settings, prompts: P.Prompts, *, auto: bool = False,
@@ -54,15 +55,16 @@ class TrackJob:
         categories = None
         if auto:
             texts = [p.caption for items in prompts.values() for p in items if isinstance(p, P.Text)]
-            if len(texts) != sum(len(items) for items in prompts.values()):
-                raise InputError("--auto takes only --text (categories to detect), not clicks, boxes or a prompts file")
+            if len(texts) != sum(len(items) for items in prompts.values()) or options.get("init_from"):
+                raise InputError("--auto takes only --text (categories to detect), not clicks, boxes, a prompts file "
+                                 "or --init-from")
             categories = ". ".join(t.strip(" .") for t in texts) or None
             prompts = {}
         elif discover is not None:
             categories = discover.strip() or None
-        if not auto and not prompts and not resume and not audio:
+        if not auto and not prompts and not resume and not audio and not options.get("init_from"):
             raise InputError("nothing to track: give --auto, --audio, or prompts with --click/--box/--stroke/--text/"
-                             "--prompts")
+                             "--prompts/--init-from")
         return cls(input, out, settings, prompts, auto=auto, categories=categories, discover=discover is not None,
                    resume=resume, audio=audio, **options)
 
@@ -87,7 +89,8 @@ class TrackJob:
         from samtrack.tracking.session import Session
 
         source = open_source(self.input, fps=self.fps)  # a bad input is reported before any model is looked for
-        P.check_prompts(self.prompts, frames=len(source), width=source.width, height=source.height, end=self.end,
+        prompts = P.merge(self.prompts, P.load_annotations(self.init_from, source)) if self.init_from else self.prompts
+        P.check_prompts(prompts, frames=len(source), width=source.width, height=source.height, end=self.end,
                         max_obj_num=self.settings.max_obj_num)
         if self.audio and not self.resume and not source.has_audio:
             raise InputError(f"{self.input} has no audio track, so there is no sound to ground; "
@@ -106,7 +109,7 @@ class TrackJob:
         started = time.perf_counter()
         note = None
         try:
-            self._track(session, counted, log)
+            self._track(session, prompts, counted, log)
             if tracked:
                 tracked()
             if self.resume and count == 0 and session.finalized:
@@ -124,10 +127,10 @@ class TrackJob:
         return {"out": str(Path(self.out)), "frames": len(session), "tracked": count,
                 "objects": len(session.objects), "seconds": time.perf_counter() - started, "note": note}
 
-    def _track(self, session: Any, progress: Progress, log: Callable[[str], None] | None) -> None:
+    def _track(self, session: Any, prompts: P.Prompts, progress: Progress, log: Callable[[str], None] | None) -> None:
         """The passes of this job: a resumed run's own pass continued, else automatic mode or the prompts'
         forward pass; then the backward passes not done yet (`--backward`)."""
-        prompts = {f: list(items) for f, items in self.prompts.items() if items}
+        prompts = {f: list(items) for f, items in prompts.items() if items}
         backward = [str(f) for f in sorted(prompts) if f > 0] if self.backward else []
         record = session.state.record
         if self.resume and session.resumable:

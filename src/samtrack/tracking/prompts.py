@@ -1,4 +1,5 @@
-"""Typed prompts (click, box, stroke, mask, text), the prompts-file parser, and which models a job needs.
+"""Typed prompts (click, box, stroke, mask, text), the prompts-file and annotation readers, and which models a
+job needs.
 
 A prompt names a frame and what to segment there. Clicks, boxes and strokes become a mask through
 the segmenter; a mask prompt is the mask itself; a text prompt goes through the detector (Grounding
@@ -230,6 +231,25 @@ def parse_prompt_file(path: str | Path) -> Prompts:
             add(prompts, make_prompt(frame, **kwargs))
         except (InputError, ValueError, TypeError) as exc:
             raise InputError(f"{where}: {exc}") from exc
+    return prompts
+
+
+def load_annotations(path: str | Path, source: Any) -> Prompts:
+    """Mask prompts from a COCO file or a DAVIS-style folder of id-mask PNGs (`samtrack track --init-from`),
+    for the frames of `source` (a FrameSource; see `samtrack.io.annotations` for how frames are matched).
+
+    Each object starts from its mask on the first frame it is annotated on, labelled with its category;
+    its masks on later frames are not used (the tracker carries it from there). Objects are added in
+    order of frame, then of their id in the file, so objects numbered 1..N keep their numbers.
+    """
+    from samtrack.io.annotations import read_annotations
+
+    first: dict[int, Any] = {}
+    for obj in read_annotations(path, source.names, source.width, source.height):
+        first.setdefault(obj.obj_id, obj)
+    prompts: Prompts = {}
+    for obj in sorted(first.values(), key=lambda o: (o.frame, o.obj_id)):
+        add(prompts, MaskPrompt(obj.frame, obj.mask, obj.label))
     return prompts
 
 
