@@ -61,6 +61,15 @@ def tiny_sam(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_sam3_video(tmp_path_factory) -> str:
+    """Path of a tiny random ``sam3_video`` directory (``facebook/sam3``'s layout, see `sam3_tiny`),
+    shared by the whole run."""
+    from sam3_tiny import save_tiny_sam3_video
+
+    return str(save_tiny_sam3_video(tmp_path_factory.mktemp("tiny_sam3_video")))
+
+
+@pytest.fixture(scope="session")
 def blackswan_small(tmp_path_factory) -> tuple[Path, np.ndarray]:
     """Blackswan frames 0-5 at a quarter of their size (213×120) as an image folder, and the swan's
     mask on frame 0 at that size."""
