@@ -103,13 +103,24 @@ def tiny_sam3_video_config():
                            low_res_mask_size=4 * IMAGE_SIZE // PATCH_SIZE)
 
 
-def save_tiny_sam3_video(out: Path, seed: int = 0) -> Path:
+def save_tiny_sam3_video(out: Path, seed: int = 0, hub_layout: bool = False) -> Path:
     """A random tiny ``sam3_video`` checkpoint directory (config, safetensors weights, processor with its
-    tokenizer), laid out like ``save_pretrained`` copies of ``facebook/sam3``."""
+    tokenizer), laid out like ``save_pretrained`` copies of ``facebook/sam3``.
+
+    transformers saves the tracker's weights under ``tracker_model.tracker_model.`` (the tracker's own
+    prefix mapping is reverted once more on save), whereas the hub's ``facebook/sam3`` file has them
+    under ``tracker_model.``; ``hub_layout=True`` writes the hub's key names instead.
+    """
+    from safetensors.torch import load_file, save_file
     from transformers import Sam2VideoVideoProcessor, Sam3VideoModel, Sam3VideoProcessor
 
     torch.manual_seed(seed)
     Sam3VideoModel(tiny_sam3_video_config()).eval().save_pretrained(out)
+    if hub_layout:
+        weights = Path(out) / "model.safetensors"
+        tensors = load_file(weights)
+        save_file({k.replace("tracker_model.tracker_model.", "tracker_model.", 1): v for k, v in tensors.items()},
+                  weights, metadata={"format": "pt"})
     size = {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
     video = Sam2VideoVideoProcessor(size=size, image_mean=[0.5] * 3, image_std=[0.5] * 3)
     Sam3VideoProcessor(image_processor=_image_processor(), video_processor=video,

@@ -81,8 +81,9 @@ def test_concept_model_loads_and_runs_a_text_prompt(video_dir):
 
 
 def test_tracker_image_model_gets_every_weight_with_the_prefix_mapped(video_dir):
-    """Sam3TrackerModel.from_pretrained leaves the prompt encoder / mask decoder random on a sam3_video
-    checkpoint unless the tracker's ``tracker_model.`` prefix is mapped away."""
+    """Sam3TrackerModel.from_pretrained leaves the prompt encoder / mask decoder random on a save_pretrained
+    copy of a sam3_video model (tracker keys under ``tracker_model.tracker_model.``) unless the tracker's
+    ``tracker_model.`` prefix is mapped away."""
     from transformers import Sam3TrackerModel, Sam3TrackerVideoModel
 
     _, plain = Sam3TrackerModel.from_pretrained(video_dir, output_loading_info=True)
