@@ -231,3 +231,13 @@ def test_other_download_failures_of_sam3_are_not_called_a_license_problem(cache,
     with pytest.raises(ModelError, match="the download failed .*connection reset") as err:
         registry.download("sam3", progress=False)
     assert "accept its license" in str(err.value)  # the not-cached message still names the gate
+
+
+def test_a_registered_hub_id_is_its_registry_entry(cache, monkeypatch):
+    from huggingface_hub.errors import GatedRepoError
+
+    assert registry.find_spec("facebook/sam3") is registry.get_spec("sam3")
+    assert registry.find_spec("facebook/sam2.1-hiera-tiny", kind="tracker").name == "sam2.1-tiny"
+    _refusing_hub(monkeypatch, _http_error(GatedRepoError, 403))
+    with pytest.raises(ModelError, match="Accept its license at https://huggingface.co/facebook/sam3"):
+        registry.resolve_pretrained("facebook/sam3", "segmenter")  # the gate is named for the hub id too

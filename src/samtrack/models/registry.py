@@ -175,8 +175,9 @@ def default_name(kind: str) -> str:
 
 
 def find_spec(name: str, kind: str | None = None) -> ModelSpec | None:
-    """The spec for a registry name or alias (case, '-' and '_' ignored), or None."""
-    spec = _BY_KEY.get(_key(name))
+    """The spec for a registry name or alias (case, '-' and '_' ignored) or a registered hub id
+    (``facebook/sam3``), or None."""
+    spec = _BY_KEY.get(_key(name)) or next((s for s in SPECS if s.hub_id == name), None)
     if spec is not None and kind is not None and kind not in spec.kinds:
         return None
     return spec

@@ -1,4 +1,4 @@
-"""One interface over the SAM-family image models of transformers (SAM, SAM-HQ, SAM 2.1, EdgeTAM).
+"""One interface over the SAM-family image models of transformers (SAM, SAM-HQ, SAM 2.1, EdgeTAM, SAM 3).
 
 A backend turns an RGB frame into an image embedding (the expensive vision encoder, run once per
 frame or crop) and turns (embedding, prompts) into low-resolution mask logits and predicted IoUs
@@ -263,3 +263,10 @@ class Sam2PromptModel(PromptModel):
         m = torch.from_numpy(mask.astype(np.float32))[None, None]
         m = F.interpolate(m, self.mask_input_size, mode="bilinear", align_corners=False, antialias=True)
         return torch.where(m > 0.5, MASK_PROMPT_LOGIT, -MASK_PROMPT_LOGIT)
+
+
+class Sam3PromptModel(Sam2PromptModel):
+    """SAM 3's tracker as an image model (``Sam3TrackerModel``): SAM 2's prompt encoder and mask decoder
+    over SAM 3's ViT, with a 1008² input and 288² low-resolution masks (``mask_input_size``)."""
+
+    family = "sam3"

@@ -1,4 +1,8 @@
-"""Find, load and place a SAM-family image model: registry name, hub id, local directory or original ``.pth``."""
+"""Find, load and place a SAM-family image model: registry name, hub id, local directory or original ``.pth``.
+
+SAM 3 checkpoints (``sam3``, ``facebook/sam3``) load through :func:`samtrack.models.sam3.load_sam3`,
+which reads every weight of SAM 3's SAM 2-style image model from the one checkpoint.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +22,9 @@ from transformers import (
 from samtrack.errors import ModelError
 from samtrack.models.common import TORCH_DTYPES, resolve_device, resolve_precision
 from samtrack.models.registry import resolve_pretrained
-from samtrack.models.sam.backends import PromptModel, Sam2PromptModel, SamHQPromptModel
+from samtrack.models.sam.backends import PromptModel, Sam2PromptModel, Sam3PromptModel, SamHQPromptModel
 from samtrack.models.sam.convert import sam_from_official_checkpoint
+from samtrack.models.sam3.loading import ROLES_OF_TYPE, load_sam3, model_type_of
 
 # config.json model_type -> (model class, image processor class, backend class)
 _FAMILIES = {
@@ -52,6 +57,9 @@ def load_prompt_model(name_or_path: str, device: str | torch.device = "auto", pr
     path = local if local.is_file() else Path(resolve_pretrained(str(name_or_path), "segmenter"))
     if path.is_file():
         return PromptModel(sam_from_official_checkpoint(path), SamImageProcessor(), target_device, target_dtype)
+    if model_type_of(path) in ROLES_OF_TYPE:
+        sam3 = load_sam3(str(path), "segmenter", target_device, precision)
+        return Sam3PromptModel(sam3.model, sam3.processor.image_processor, sam3.device, TORCH_DTYPES[sam3.precision])
     model_class, processor_class, backend_class = _FAMILIES[_model_type(path)]
     try:
         model = model_class.from_pretrained(path)

@@ -25,7 +25,7 @@ import torch
 
 from samtrack.errors import ModelError
 from samtrack.models.common import TORCH_DTYPES, resolve_device, resolve_precision
-from samtrack.models.registry import SPECS, ModelSpec, find_spec, resolve_pretrained
+from samtrack.models.registry import find_spec, resolve_pretrained
 
 ROLES = ("detector", "segmenter", "tracker", "concept")
 SAM3_FAMILIES = ("sam3", "sam3-lite-text")
@@ -56,11 +56,6 @@ class Sam3Weights:
     source: str  # the name or path it was loaded from
 
 
-def _spec_of(name_or_path: str) -> ModelSpec | None:
-    """The registry entry of a name, alias or registered hub id (``facebook/sam3``)."""
-    return find_spec(name_or_path) or next((s for s in SPECS if s.hub_id == name_or_path), None)
-
-
 def model_type_of(directory: Path) -> str | None:
     """config.json's ``model_type`` of a save_pretrained directory (None when unreadable)."""
     try:
@@ -72,7 +67,7 @@ def model_type_of(directory: Path) -> str | None:
 def is_sam3(name_or_path: str) -> bool:
     """True for a SAM 3 registry name or hub id (``sam3``, ``facebook/sam3``, ``sam3-litetext-s0`` ...) or a
     directory holding a SAM 3 checkpoint; never downloads anything."""
-    spec = _spec_of(str(name_or_path))
+    spec = find_spec(str(name_or_path))
     if spec is not None:
         return spec.family in SAM3_FAMILIES
     path = Path(str(name_or_path)).expanduser()
@@ -113,10 +108,7 @@ def load_sam3(name_or_path: str = "sam3", role: str = "detector", device: str | 
         raise ModelError(f"unknown SAM 3 role {role!r}; use one of {', '.join(ROLES)}")
     dev = resolve_device(device)
     resolved = resolve_precision(precision, dev)
-    spec = _spec_of(str(name_or_path))
-    # A registered hub id resolves through its entry, so a gated repo gets its license message.
-    target = spec.name if spec is not None and spec.hub_id == str(name_or_path) else str(name_or_path)
-    directory = Path(resolve_pretrained(target, _KIND_OF_ROLE[role]))
+    directory = Path(resolve_pretrained(str(name_or_path), _KIND_OF_ROLE[role]))
     model_type = model_type_of(directory)
     if model_type not in ROLES_OF_TYPE:
         raise ModelError(f"{directory} holds a {model_type or 'unknown'} model, not SAM 3 (config.json model_type "
