@@ -10,6 +10,8 @@
 The real architectures at a tiny size: 112² input (patch 14: an 8×8 top feature map), 2 ViT layers,
 widths of 128 (the detector's and tracker's hidden sizes must be multiples of 64 above 64), the
 tracker's memory 64 wide (fixed by the library). One frame runs in a few tens of milliseconds on a CPU.
+The tracker is initialised with a wider spread and an object-score head that sees its objects, so
+that its masks carry real signal (see :func:`save_tiny_sam3_video`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ PATCH_SIZE = 14
 WIDTH = 128  # fpn / detector / tracker width
 TEXT_WIDTH = 64
 TEXT_LENGTH = 32  # Sam3Processor pads every caption to 32 tokens
+OBJECT_SCORE_BIAS = 20.0  # the tracker's object-score logit offset (see save_tiny_sam3_video)
 
 
 def tiny_clip_tokenizer():
@@ -82,6 +85,7 @@ def _tracker_config() -> dict:
         "memory_encoder_hidden_size": WIDTH, "mask_downsampler_embed_dim": WIDTH,
         "memory_fuser_embed_dim": WIDTH, "memory_fuser_intermediate_dim": 2 * WIDTH,
         "memory_fuser_num_layers": 1,
+        "initializer_range": 0.2,  # as the SAM 2 test models: random masks with logits well away from 0
     }
 
 
@@ -115,7 +119,13 @@ def save_tiny_sam3_video(out: Path, seed: int = 0, hub_layout: bool = False) -> 
     from transformers import Sam2VideoVideoProcessor, Sam3VideoModel, Sam3VideoProcessor
 
     torch.manual_seed(seed)
-    Sam3VideoModel(tiny_sam3_video_config()).eval().save_pretrained(out)
+    model = Sam3VideoModel(tiny_sam3_video_config()).eval()
+    # A random object-score head says "absent" for about half of all objects and frames, and an
+    # absent object's masks are the constant -1024: a tracker that sees its objects, as a trained one
+    # does on visible objects, gives tests real logits to compare.
+    with torch.no_grad():
+        model.tracker_model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(OBJECT_SCORE_BIAS)
+    model.save_pretrained(out)
     if hub_layout:
         weights = Path(out) / "model.safetensors"
         tensors = load_file(weights)

@@ -78,8 +78,10 @@ def is_sam2_video(name_or_path: str) -> bool:
 
 
 def backend_of(name: str, checkpoint: str | Path | None = None) -> str:
-    """``sam2video`` for SAM 2.1 / EdgeTAM (by name, or by the checkpoint directory), else ``deaot``."""
-    if is_sam2_video(name) or (checkpoint is not None and is_sam2_video(str(checkpoint))):
+    """``sam2video`` for SAM 2.1 / EdgeTAM / SAM 3 (by name, or by the checkpoint directory), else ``deaot``."""
+    from samtrack.models.sam3.loading import is_sam3  # SAM 3's tracker runs on the SAM 2 propagator
+
+    if any(is_sam2_video(n) or is_sam3(n) for n in (name, checkpoint) if n is not None):
         return "sam2video"
     return "deaot"
 
@@ -134,7 +136,8 @@ def load_propagator(name: str, checkpoint: str | Path | None = None, device: str
     Args:
         name: ``r50-deaotl``, ``deaot-t``, ``swinb-deaotl``, ``aot-*`` ... (DeAOT/AOT), or
             ``sam2.1-tiny|sam2.1-small|sam2.1-base-plus|sam2.1-large|edgetam`` or a directory holding
-            such a model (SAM 2.1 / EdgeTAM).
+            such a model (SAM 2.1 / EdgeTAM), or ``sam3`` / a SAM 3 directory (SAM 3's tracker, on the
+            same propagator as SAM 2.1).
         checkpoint: DeAOT: the official ``.pth`` file; SAM 2.1 / EdgeTAM: a directory saved with
             ``save_pretrained``. None: the registry's cached copy (downloaded on first use).
         device: torch device (``auto`` picks cuda, mps, then cpu).

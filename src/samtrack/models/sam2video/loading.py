@@ -1,4 +1,4 @@
-"""Load SAM 2.1 / EdgeTAM video-model weights (transformers), to make propagators from."""
+"""Load SAM 2.1 / EdgeTAM / SAM 3 tracker video-model weights (transformers), to make propagators from."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from samtrack.errors import ModelError
 from samtrack.models.common import resolve_device, resolve_precision
 from samtrack.models.propagator import SAM2_VIDEO_TYPES, TrackerWeights, _model_type
 from samtrack.models.registry import resolve_pretrained
+from samtrack.models.sam3.loading import ROLES_OF_TYPE, load_sam3
 
 
 def _model_class(model_type: str) -> Any:
@@ -35,14 +36,17 @@ def default_processor(image_size: int) -> Any:
 
 def load_sam2_video_model(name_or_path: str, device: str | torch.device = "cpu",
                           precision: str = "auto") -> TrackerWeights:
-    """SAM 2.1 / EdgeTAM video-model weights from a registry name (``sam2.1-tiny`` ... ``edgetam``), a hub
-    id or a directory saved with ``save_pretrained``, to make propagators from."""
+    """SAM 2.1 / EdgeTAM / SAM 3 video-model weights from a registry name (``sam2.1-tiny`` ... ``edgetam``,
+    ``sam3``), a hub id or a directory saved with ``save_pretrained``, to make propagators from."""
     from transformers import Sam2VideoProcessor
 
     dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
     directory = Path(resolve_pretrained(str(name_or_path), "tracker"))
     model_type = _model_type(directory)
+    if model_type in ROLES_OF_TYPE:  # SAM 3: its tracker (Sam3TrackerVideoModel) drives the same propagator
+        sam3 = load_sam3(str(directory), "tracker", dev, precision)
+        return TrackerWeights("sam2video", str(name_or_path), str(dev), precision, (sam3.model, sam3.processor))
     if model_type not in SAM2_VIDEO_TYPES:
         raise ModelError(f"{directory} holds a {model_type or 'unknown'} model, not a SAM 2.1 / EdgeTAM video "
                          f"model (config.json model_type must be one of {', '.join(SAM2_VIDEO_TYPES)})")
