@@ -61,6 +61,23 @@ def tiny_sam(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_sam3_video(tmp_path_factory) -> str:
+    """Path of a tiny random ``sam3_video`` directory (``facebook/sam3``'s layout, see `sam3_tiny`),
+    shared by the whole run."""
+    from sam3_tiny import save_tiny_sam3_video
+
+    return str(save_tiny_sam3_video(tmp_path_factory.mktemp("tiny_sam3_video")))
+
+
+@pytest.fixture(scope="session")
+def tiny_sam3_video_hub(tmp_path_factory) -> str:
+    """The same tiny ``sam3_video`` checkpoint with the key names of the hub's ``facebook/sam3`` file."""
+    from sam3_tiny import save_tiny_sam3_video
+
+    return str(save_tiny_sam3_video(tmp_path_factory.mktemp("tiny_sam3_video_hub"), hub_layout=True))
+
+
+@pytest.fixture(scope="session")
 def blackswan_small(tmp_path_factory) -> tuple[Path, np.ndarray]:
     """Blackswan frames 0-5 at a quarter of their size (213×120) as an image folder, and the swan's
     mask on frame 0 at that size."""

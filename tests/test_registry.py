@@ -161,3 +161,83 @@ def test_ensure_available_reports_every_missing_model_at_once(cache, tmp_path, m
     with pytest.raises(ModelError) as err:
         registry.ensure_available([("r50-deaotl", "tracker"), ("sam-vit-b", "segmenter")])
     assert "samtrack download r50-deaotl" in str(err.value) and "samtrack download sam-vit-b" in str(err.value)
+
+
+def test_sam3_serves_three_kinds_and_lite_text_detectors_are_listed(capsys):
+    sam3 = registry.get_spec("sam3")
+    assert sam3.hub_id == "facebook/sam3" and sam3.gated
+    assert set(sam3.kinds) == {"segmenter", "tracker", "detector"}
+    for kind in ("segmenter", "tracker", "detector"):
+        assert registry.find_spec("sam3", kind) is sam3
+    for variant in ("s0", "s1", "l"):
+        spec = registry.get_spec(f"sam3-litetext-{variant}", kind="detector")
+        assert spec.hub_id == f"vil-uob/sam3-litetext-{variant}" and spec.kinds == ("detector",)
+    assert cli.main(["models", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["sam3"]["kinds"] == ["segmenter", "tracker", "detector"] and rows["sam3"]["gated"] is True
+    assert cli.main(["models", "--kind", "tracker"]) == 0
+    assert "segmenter/tracker/detector" in next(line for line in capsys.readouterr().out.splitlines()
+                                                 if line.startswith("sam3 "))
+
+
+def _refusing_hub(monkeypatch, error: Exception) -> list[dict]:
+    """Stand in for the hub: listing works, fetching the files raises `error` (what a gated repo does)."""
+    import huggingface_hub
+
+    calls = []
+
+    def snapshot_download(repo_id, **kwargs):
+        calls.append({"repo_id": repo_id, **kwargs})
+        raise error
+
+    monkeypatch.setattr(registry, "_check_reachable", lambda url: None)
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", lambda self, repo_id: ["model.safetensors"])
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    return calls
+
+
+def _http_error(cls, status: int) -> Exception:
+    import httpx
+
+    request = httpx.Request("GET", "https://huggingface.co/api/models/facebook/sam3/revision/main")
+    return cls(f"{status} Client Error", response=httpx.Response(status, request=request))
+
+
+@pytest.mark.parametrize("status,token", [(401, None), (403, "hf_test")], ids=["no-token", "license-not-accepted"])
+def test_download_of_gated_sam3_says_what_to_do(cache, monkeypatch, capsys, status, token):
+    from huggingface_hub import constants
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(cache / "no-token-file"))
+    if token:
+        monkeypatch.setenv("HF_TOKEN", token)
+    else:
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    calls = _refusing_hub(monkeypatch, _http_error(GatedRepoError if status == 403 else HfHubHTTPError, status))
+    assert cli.main(["--quiet", "download", "sam3"]) == 1
+    err = capsys.readouterr().err
+    assert calls and calls[0]["repo_id"] == "facebook/sam3" and "token" not in calls[0]  # the hub's own lookup
+    assert "Accept its license at https://huggingface.co/facebook/sam3" in err
+    assert "`hf auth login`" in err and "HF_TOKEN=hf_..." in err and "`samtrack download sam3` again" in err
+    assert ("no Hugging Face token was found" in err) == (token is None)
+    assert "Client Error" not in err  # one message, not the hub's traceback text
+    with pytest.raises(ModelError, match="gated"):  # the same on first use through a loader
+        registry.resolve_pretrained("sam3", "tracker")
+
+
+def test_other_download_failures_of_sam3_are_not_called_a_license_problem(cache, monkeypatch):
+    _refusing_hub(monkeypatch, ConnectionError("connection reset"))
+    with pytest.raises(ModelError, match="the download failed .*connection reset") as err:
+        registry.download("sam3", progress=False)
+    assert "accept its license" in str(err.value)  # the not-cached message still names the gate
+
+
+def test_a_registered_hub_id_is_its_registry_entry(cache, monkeypatch):
+    from huggingface_hub.errors import GatedRepoError
+
+    assert registry.find_spec("facebook/sam3") is registry.get_spec("sam3")
+    assert registry.find_spec("facebook/sam2.1-hiera-tiny", kind="tracker").name == "sam2.1-tiny"
+    _refusing_hub(monkeypatch, _http_error(GatedRepoError, 403))
+    with pytest.raises(ModelError, match="Accept its license at https://huggingface.co/facebook/sam3"):
+        registry.resolve_pretrained("facebook/sam3", "segmenter")  # the gate is named for the hub id too

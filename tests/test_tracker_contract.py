@@ -1,5 +1,5 @@
 """The tracker contract (samtrack.models.tracker.Tracker), one test over every backend:
-DeAOT (the DeAOT-T fixture checkpoint), SAM 2.1 and EdgeTAM (tiny random configs), on real frames."""
+DeAOT (the DeAOT-T fixture checkpoint), SAM 2.1, EdgeTAM and SAM 3 (tiny random configs), on real frames."""
 
 from __future__ import annotations
 
@@ -16,14 +16,15 @@ from samtrack.models.tracker import Tracker
 from samtrack.models.trackers import load_tracker
 
 SIZE = (128, 72)
-BACKENDS = ["deaot", "sam2", "edgetam"]
+BACKENDS = ["deaot", "sam2", "edgetam", "sam3"]
+NAMES = {"deaot": "deaot-t", "sam2": "sam2.1-tiny", "edgetam": "edgetam", "sam3": "sam3"}
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory) -> dict[str, str]:
+def checkpoints(tmp_path_factory, tiny_sam3_video) -> dict[str, str]:
     root = tmp_path_factory.mktemp("contract")
     return {"deaot": str(DEAOT_FIXTURES / "deaott.pth"), "sam2": str(save_tiny("sam2", root / "sam2")),
-            "edgetam": str(save_tiny("edgetam", root / "edgetam"))}
+            "edgetam": str(save_tiny("edgetam", root / "edgetam")), "sam3": tiny_sam3_video}
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +43,11 @@ def reference() -> np.ndarray:
 
 
 def tracker(backend: str, checkpoints: dict[str, str]) -> Tracker:
-    name = "deaot-t" if backend == "deaot" else ("edgetam" if backend == "edgetam" else "sam2.1-tiny")
-    return load_tracker(name, checkpoint=checkpoints[backend], precision="fp32")
+    return load_tracker(NAMES[backend], checkpoint=checkpoints[backend], precision="fp32")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_propagator_contract(backend, checkpoints, frames, reference):
+def test_tracker_contract(backend, checkpoints, frames, reference):
     trk = tracker(backend, checkpoints)
     assert isinstance(trk, Tracker)
     with pytest.raises(InputError):
@@ -93,7 +93,7 @@ def test_propagator_contract(backend, checkpoints, frames, reference):
 def test_models_lists_sam2_and_edgetam_as_trackers(capsys):
     assert cli.main(["models", "--kind", "tracker"]) == 0
     listed = capsys.readouterr().out
-    for name in ("r50-deaotl", "deaot-t", "sam2.1-tiny", "sam2.1-large", "edgetam"):
+    for name in ("r50-deaotl", "deaot-t", "sam2.1-tiny", "sam2.1-large", "edgetam", "sam3"):
         assert f"\n{name}" in listed or listed.startswith(name) or f"{name} " in listed
 
 

@@ -24,18 +24,19 @@ def run(args: argparse.Namespace) -> int:
             "name": spec.name, "kind": spec.kind, "kinds": list(spec.kinds), "default": spec.default,
             "size_mb": spec.approx_mb,
             "cached": registry.is_cached(spec), "source": spec.source, "description": spec.description,
-            "aliases": list(spec.aliases),
+            "aliases": list(spec.aliases), "gated": spec.gated,
         })
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    header = f"{'name':<20} {'kind':<17} {'size':>8}  {'cached':<6}  description"
+    width = max([17, *(len("/".join(r["kinds"])) for r in rows)])  # SAM 3 serves three kinds
+    header = f"{'name':<20} {'kind':<{width}} {'size':>8}  {'cached':<6}  description"
     print(header)
     print("-" * len(header))
     for r in rows:
         name = r["name"] + (" *" if r["default"] else "")
-        print(f"{name:<20} {'/'.join(r['kinds']):<17} {r['size_mb']:>5} MB  {'yes' if r['cached'] else 'no':<6}  "
-              f"{r['description']}")
+        print(f"{name:<20} {'/'.join(r['kinds']):<{width}} {r['size_mb']:>5} MB  "
+              f"{'yes' if r['cached'] else 'no':<6}  {r['description']}")
     print("\n* default of its kind. Hub models are cached in the Hugging Face cache; checkpoint files in "
           f"{registry.cache_dir()}.")
     return 0

@@ -11,7 +11,7 @@ groundingdino_swint_ogc), with the same image preprocessing (shortest side 800, 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,13 +31,14 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 @dataclass(frozen=True)
 class Detection:
-    """One detected object: a box in frame pixels, its confidence, the caption words naming it and, from
-    detectors that segment (SAM 3), its mask."""
+    """One detected object: a box in frame pixels, its confidence, the caption words naming it and,
+    from detectors that segment (SAM 3), its mask; Grounding DINO gives boxes only (the segmenter then
+    cuts them)."""
 
     box: tuple[float, float, float, float]  # x0, y0, x1, y1
     score: float
     phrase: str
-    mask: np.ndarray | None = None  # bool H x W where the detector cuts the object itself (SAM 3), else None
+    mask: np.ndarray | None = field(default=None, compare=False, repr=False)  # bool H×W at the frame's size
 
 
 def normalize_caption(caption: str) -> str:
@@ -68,7 +69,7 @@ def autocast_context(device: torch.device, dtype: str) -> contextlib.AbstractCon
 class Detector:
     """Grounding DINO open-vocabulary detector: a frame and a caption in, named boxes out."""
 
-    options = ("box_threshold", "text_threshold", "box_size_threshold")  # the settings `detect` takes
+    options = ("box_threshold", "text_threshold", "box_size_threshold")  # the keyword settings `detect` reads
 
     def __init__(self, model: torch.nn.Module, processor: GroundingDinoProcessor, device: torch.device,
                  dtype: str = "float32") -> None:

@@ -40,7 +40,7 @@ class ModelSpec:
 
     name: str
     kind: str  # one of KINDS
-    family: str  # sam, sam-original, sam-hq, sam2, edgetam, grounding-dino, ast, deaot, aot
+    family: str  # sam, sam-original, sam-hq, sam2, edgetam, sam3, sam3-lite-text, grounding-dino, ast, deaot, aot
     description: str
     approx_mb: int  # download size, for the listing
     hub_id: str | None = None
@@ -51,6 +51,7 @@ class ModelSpec:
     aliases: tuple[str, ...] = ()
     default: bool = False
     also: tuple[str, ...] = ()  # further kinds the same weights serve (SAM 2.1 / EdgeTAM: tracker)
+    gated: bool = False  # the hub repo needs its license accepted and a token (SAM 3)
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -101,12 +102,22 @@ SPECS: tuple[ModelSpec, ...] = (
     ModelSpec("sam-vit-h-original", "segmenter", "sam-original", "SAM ViT-H, original sam_vit_h_4b8939.pth", 2446,
               url=_SAM_PTH + "sam_vit_h_4b8939.pth", filename="sam_vit_h_4b8939.pth", size=2_564_550_879,
               sha256="a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e"),
+    # SAM 3: one checkpoint for the detector (text -> instance masks), the SAM 2-style segmenter and
+    # tracker, and concept tracking (detect-and-track); a gated hub repo.
+    ModelSpec("sam3", "segmenter", "sam3", "SAM 3 (text detector, segmenter and tracker in one; gated)", 3450,
+              hub_id="facebook/sam3", also=("tracker", "detector"), gated=True),
     # --- detectors and audio taggers (transformers) ---
     ModelSpec("grounding-dino-tiny", "detector", "grounding-dino",
               "Grounding DINO Swin-T (the weights of SAM-Track's groundingdino_swint_ogc)", 690,
               hub_id="IDEA-Research/grounding-dino-tiny", default=True, aliases=("groundingdino_swint_ogc",)),
     ModelSpec("grounding-dino-base", "detector", "grounding-dino", "Grounding DINO Swin-B", 940,
               hub_id="IDEA-Research/grounding-dino-base", aliases=("groundingdino_swinb_cogcoor",)),
+    ModelSpec("sam3-litetext-s0", "detector", "sam3-lite-text", "SAM 3 detector, MobileCLIP-S0 text encoder (0.5B)",
+              2000, hub_id="vil-uob/sam3-litetext-s0"),
+    ModelSpec("sam3-litetext-s1", "detector", "sam3-lite-text", "SAM 3 detector, MobileCLIP-S1 text encoder (0.6B)",
+              2400, hub_id="vil-uob/sam3-litetext-s1"),
+    ModelSpec("sam3-litetext-l", "detector", "sam3-lite-text", "SAM 3 detector, MobileCLIP-L text encoder (0.6B)",
+              2400, hub_id="vil-uob/sam3-litetext-l"),
     ModelSpec("ast-audioset", "audio", "ast", "Audio Spectrogram Transformer fine-tuned on AudioSet (527 labels)",
               346, hub_id="MIT/ast-finetuned-audioset-10-10-0.4593", default=True),
     # --- DeAOT / AOT propagators: official PRE_YTB_DAV releases (Google Drive, no published checksum) ---
@@ -255,8 +266,10 @@ def _missing_message(spec: ModelSpec, reason: str) -> str:
     else:
         where = str(file_path(spec))
         manual = f"or download {spec.url} yourself and put it at {file_path(spec)}, or pass the file's path"
+    gate = (f" ({spec.hub_id} is gated: accept its license at https://huggingface.co/{spec.hub_id} and log in "
+               "with `hf auth login` or HF_TOKEN first)") if spec.gated else ""
     return (f"weights for {spec.name} are not in {where} and {reason}. "
-            f"Fetch them with `samtrack download {spec.name}` on a machine with internet access, {manual}.")
+            f"Fetch them with `samtrack download {spec.name}`{gate} on a machine with internet access, {manual}.")
 
 
 def _hf_cache_location() -> str:
@@ -317,7 +330,32 @@ def download(name: str, kind: str | None = None, progress: bool = True) -> Path:
     except ModelError:
         raise
     except Exception as exc:  # network errors come in many types (urllib, httpx, hub errors)
+        if spec.gated and _is_access_denied(exc):
+            raise ModelError(gated_message(spec)) from exc
         raise ModelError(_missing_message(spec, f"the download failed ({type(exc).__name__}: {exc})")) from exc
+
+
+def _is_access_denied(exc: Exception) -> bool:
+    """The hub refused the files: no token, or a token whose account has not accepted the license."""
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+
+    if isinstance(exc, GatedRepoError):
+        return True
+    response = getattr(exc, "response", None) if isinstance(exc, HfHubHTTPError) else None
+    return getattr(response, "status_code", None) in (401, 403)
+
+
+def gated_message(spec: ModelSpec) -> str:
+    """What to do to download a gated hub model (SAM 3): accept its license, then give a token."""
+    from huggingface_hub import get_token
+
+    page = f"https://huggingface.co/{spec.hub_id}"
+    token = ("no Hugging Face token was found" if get_token() is None
+             else "your Hugging Face token (HF_TOKEN or `hf auth login`) has no access to it yet")
+    return (f"{spec.name} ({spec.hub_id}) is a gated model and {token}. Accept its license at {page} while "
+            f"logged in to your Hugging Face account, then give samtrack that account's token with "
+            f"`hf auth login` (or set HF_TOKEN=hf_... in the environment), and run `samtrack download "
+            f"{spec.name}` again.")
 
 
 def _check_reachable(url: str) -> None:

@@ -1,8 +1,9 @@
 """The tracker factory: a registry name, hub id, checkpoint file or directory -> the backend's weights,
 and trackers made from them.
 
-Backends: DeAOT/AOT (:mod:`samtrack.models.deaot`, the official ``.pth`` releases) and the SAM 2
-family through transformers (:mod:`samtrack.models.sam2video`: SAM 2.1, EdgeTAM). A backend plugs in
+Backends: DeAOT/AOT (:mod:`samtrack.models.deaot`, the official ``.pth`` releases), the SAM 2
+family through transformers (:mod:`samtrack.models.sam2video`: SAM 2.1, EdgeTAM) and SAM 3's tracker
+(:mod:`samtrack.models.sam3`, on the SAM 2 family tracker). A backend plugs in
 with one entry in :data:`BACKENDS` (how to recognise its models, how to load its weights) and its
 names in :mod:`samtrack.models.registry`; nothing above the model layer changes. A backend's modules,
 and what they import (transformers for the SAM 2 family), load only when one of its trackers does.
@@ -35,6 +36,8 @@ class Backend:
 
 
 BACKENDS: tuple[Backend, ...] = (
+    Backend("sam3", ("sam3",), ("sam3_video", "sam3_tracker_video"),
+            "samtrack.models.sam3.loading:load_sam3_tracker_weights"),
     Backend("sam2video", ("sam2", "edgetam"), ("sam2_video", "sam2", "edgetam_video", "edgetam"),
             "samtrack.models.sam2video.loading:load_sam2_video_weights"),
     Backend("deaot", ("deaot", "aot"), (), "samtrack.models.deaot.tracker:load_deaot_weights"),

@@ -1,4 +1,4 @@
-"""One interface over the SAM-family image models of transformers (SAM, SAM-HQ, SAM 2.1, EdgeTAM).
+"""One interface over the SAM-family image models of transformers (SAM, SAM-HQ, SAM 2.1, EdgeTAM, SAM 3).
 
 A backend turns an RGB frame into an image embedding (the expensive vision encoder, run once per
 frame or crop) and turns (embedding, prompts) into low-resolution mask logits and predicted IoUs
@@ -248,3 +248,8 @@ class Sam2PromptModel(PromptModel):
         flat = self.processor.post_process_masks([flat], embedding.original_sizes, binarize=False)[0]
         return flat.reshape(*shape[:-2], *embedding.original_sizes[0])
 
+class Sam3PromptModel(Sam2PromptModel):
+    """SAM 3's tracker as an image model (``Sam3TrackerModel``): SAM 2's prompt encoder and mask decoder
+    over SAM 3's ViT, with a 1008² input and 288² low-resolution masks (``mask_input_size``)."""
+
+    family = "sam3"

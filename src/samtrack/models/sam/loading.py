@@ -1,8 +1,11 @@
-"""Find, load and place a SAM-family image model: registry name, hub id, local directory or original ``.pth``."""
+"""Find, load and place a SAM-family image model: registry name, hub id, local directory or original ``.pth``.
+
+SAM 3 checkpoints (``sam3``, ``facebook/sam3``) load through :func:`samtrack.models.sam3.load_sam3`,
+which reads every weight of SAM 3's SAM 2-style image model from the one checkpoint.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -17,9 +20,10 @@ from transformers import (
 
 from samtrack.errors import ModelError
 from samtrack.models.common import TORCH_DTYPES, resolve_device, resolve_precision
-from samtrack.models.registry import resolve_pretrained
-from samtrack.models.sam.backends import PromptModel, Sam2PromptModel, SamHQPromptModel
+from samtrack.models.registry import config_model_type, resolve_pretrained
+from samtrack.models.sam.backends import PromptModel, Sam2PromptModel, Sam3PromptModel, SamHQPromptModel
 from samtrack.models.sam.convert import sam_from_official_checkpoint
+from samtrack.models.sam3.loading import ROLES_OF_TYPE, load_sam3
 
 # config.json model_type -> (model class, image processor class, backend class)
 _FAMILIES = {
@@ -31,12 +35,10 @@ _FAMILIES = {
 
 
 def _model_type(directory: Path) -> str:
-    config = directory / "config.json"
-    try:
-        model_type = json.loads(config.read_text())["model_type"]
-    except (OSError, ValueError, KeyError) as err:
+    model_type = config_model_type(directory)
+    if model_type is None:
         raise ModelError(f"{directory} has no readable config.json with a model_type; "
-                         "pass a directory saved with save_pretrained or a registry name") from err
+                         "pass a directory saved with save_pretrained or a registry name")
     if model_type not in _FAMILIES:
         raise ModelError(f"{directory} holds a {model_type!r} model, not a SAM-family segmenter "
                          f"(expected one of {', '.join(_FAMILIES)})")
@@ -52,6 +54,9 @@ def load_prompt_model(name_or_path: str, device: str | torch.device = "auto", pr
     path = local if local.is_file() else Path(resolve_pretrained(str(name_or_path), "segmenter"))
     if path.is_file():
         return PromptModel(sam_from_official_checkpoint(path), SamImageProcessor(), target_device, target_dtype)
+    if config_model_type(path) in ROLES_OF_TYPE:
+        sam3 = load_sam3(str(path), "segmenter", target_device, precision)
+        return Sam3PromptModel(sam3.model, sam3.processor.image_processor, sam3.device, TORCH_DTYPES[sam3.precision])
     model_class, processor_class, backend_class = _FAMILIES[_model_type(path)]
     try:
         model = model_class.from_pretrained(path)

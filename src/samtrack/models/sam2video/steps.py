@@ -1,4 +1,4 @@
-"""Batched single-frame steps of SAM 2.1 / EdgeTAM video models: many objects in one model call.
+"""Batched single-frame steps of SAM 2.1 / EdgeTAM / SAM 3 tracker video models: many objects in one model call.
 
 transformers' ``Sam2VideoModel.forward`` (and EdgeTAM's) runs the memory attention and the mask
 decoder once per object, and its single-frame decoder picks the best multimask output with an index
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from transformers import EdgeTamVideoModel, Sam2VideoModel
+from transformers import EdgeTamVideoModel, Sam2VideoModel, Sam3TrackerVideoModel
 
-VideoModel = Sam2VideoModel | EdgeTamVideoModel
+VideoModel = Sam2VideoModel | EdgeTamVideoModel | Sam3TrackerVideoModel
 
 # SAM 2's mask logit for "object not in this frame" (NO_OBJ_SCORE in the official code).
 NO_OBJECT_LOGIT = -1024.0
@@ -33,7 +33,7 @@ class FrameFeatures:
 class Decoded:
     """Per-object outputs of one frame, objects on the batch axis."""
 
-    low_res: torch.Tensor  # B x 1 x h x w mask logits (h = image_size / 4)
+    low_res: torch.Tensor  # B x 1 x h x w mask logits (the prompt encoder's mask_input_size)
     high_res: torch.Tensor  # B x 1 x S x S mask logits at the model's input size
     pointer: torch.Tensor  # B x 1 x C object pointers
     score: torch.Tensor  # B x 1 x 1 object-appearance logits
@@ -74,6 +74,12 @@ def decode(model: VideoModel, embeddings: list[torch.Tensor], mask_prompt: torch
     """SAM head for a batch of objects without clicks (an empty point, label -1, as the library pads)."""
     top = embeddings[-1]
     batch, device, dtype = top.shape[0], top.device, top.dtype
+    size = tuple(model.prompt_encoder.mask_input_size)
+    if mask_prompt is not None and tuple(mask_prompt.shape[-2:]) != size:
+        # SAM 3's mask downsampler gives image_size / 4 (252), its prompt encoder reads 4 x the
+        # feature map (288): resized as the library's single-frame forward does.
+        mask_prompt = F.interpolate(mask_prompt.float(), size=size, mode="bilinear", align_corners=False,
+                                    antialias=True).to(mask_prompt.dtype)
     points = torch.zeros(batch, 1, 1, 2, dtype=dtype, device=device)
     labels = -torch.ones(batch, 1, 1, dtype=torch.int32, device=device)
     sparse, dense = model.prompt_encoder(input_points=points, input_labels=labels, input_boxes=None,
@@ -108,7 +114,7 @@ def mask_as_output(model: VideoModel, frame: FrameFeatures, masks: torch.Tensor)
     top = _top_map(model, frame.feats[-1]).expand(batch, -1, -1, -1)
     masks = masks.to(top.dtype)
     high = masks * 20.0 - 10.0
-    size = (model.image_size // 4, model.image_size // 4)
+    size = tuple(model.prompt_encoder.mask_input_size)  # image_size / 4 for SAM 2.1 / EdgeTAM, not SAM 3
     low = F.interpolate(high.float(), size=size, mode="bilinear", align_corners=False,
                         antialias=True).to(top.dtype)
     pointer = decode(model, _image_embeddings(model, frame, top), model.mask_downsample(masks), True).pointer
