@@ -15,7 +15,6 @@ from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from samtrack.models.grounding import Detector
     from samtrack.models.segmenter import Segmenter
     from samtrack.models.tracker import Tracker
     from samtrack.tracking.settings import Settings
@@ -70,12 +69,12 @@ class ModelPool:
         return weights.tracker(MemoryOptions(t.long_term_mem_gap, t.max_len_long_term, t.num_memory_frames,
                                              t.max_conditioning_frames))
 
-    def detector(self, settings: Settings) -> Detector:
-        """The shared text detector (it keeps no per-frame state)."""
-        from samtrack.models.grounding import Detector
+    def detector(self, settings: Settings) -> Any:
+        """The shared text detector, Grounding DINO or SAM 3 (it keeps no per-frame state)."""
+        from samtrack.models.detectors import load_detector
 
         s = settings
-        return self._get(s.load_key("detector"), lambda: Detector.load(s.detector.model, device=s.device))
+        return self._get(s.load_key("detector"), lambda: load_detector(s.detector.model, s.device, s.precision))
 
     def audio_tagger(self, settings: Settings) -> Any:
         """The shared AST audio tagger."""

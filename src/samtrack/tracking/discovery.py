@@ -77,3 +77,15 @@ def key_frame_segments(frame: np.ndarray, index: int, settings: Settings, models
             prompt["sounds"] = {label: round(p, 4) for label, p in sounds.items()}
         info[seg_id] = {"label": det.phrase or categories.strip(" ."), "prompt": prompt}
     return segments, info
+
+
+def nothing_found(index: int, captions: list[str], settings: Settings) -> str:
+    """What to say when the text prompts of a pass's first frame found no object to track."""
+    from samtrack.models.detectors import makes_masks
+
+    d = settings.detector
+    threshold = (f"--score-threshold {d.score_threshold}" if makes_masks(d.model)
+                 else f"--box-threshold {d.box_threshold}")
+    named = " and ".join(repr(c) for c in captions) or "the prompts"
+    return (f"nothing to track: {named} found no object on frame {index} (detector {d.model}, {threshold}); "
+            "lower the threshold, name the objects differently, or prompt another frame")

@@ -339,13 +339,13 @@ def group_cli_items(items: Iterable[tuple[str, Any]]) -> Prompts:
 
 
 def needs(prompts: Prompts) -> set[str]:
-    """Which kinds of model the prompts need: ``segmenter`` (clicks, boxes, strokes, text) and
-    ``detector`` (text). Mask prompts are tracked as given."""
+    """Which kinds of model the prompts need: ``segmenter`` (clicks, boxes, strokes) and ``detector``
+    (text). Mask prompts are tracked as given."""
     kinds: set[str] = set()
     for items in prompts.values():
         for p in items:
             if isinstance(p, Text):
-                kinds |= {"segmenter", "detector"}
+                kinds.add("detector")
             elif not isinstance(p, MaskPrompt):
                 kinds.add("segmenter")
     return kinds
@@ -354,14 +354,19 @@ def needs(prompts: Prompts) -> set[str]:
 def models_needed(settings: Settings, prompts: Prompts, *, everything: bool = False, categories: str | None = None,
                   audio: bool = False) -> list[tuple[str, str]]:
     """(name, kind) of every model a job loads, tracker first: the prompts' models, the segmenter for
-    segment-everything discovery, segmenter and detector for text categories or audio, the audio tagger."""
+    segment-everything discovery, the detector for text categories or audio (and the segmenter to cut
+    its boxes, unless the detector makes masks itself: SAM 3), the audio tagger."""
+    from samtrack.models.detectors import makes_masks
+
     kinds = needs(prompts)
     if everything:
         kinds.add("segmenter")
     if categories or audio:
-        kinds |= {"segmenter", "detector"}
+        kinds.add("detector")
     if audio:
         kinds.add("audio")
+    if "detector" in kinds and not makes_masks(settings.detector.model):
+        kinds.add("segmenter")
     names = {"segmenter": settings.segmenter.model, "detector": settings.detector.model,
              "audio": settings.audio.model}
     needed = [(settings.tracker.source, "tracker")] + [(names[k], k) for k in ("segmenter", "detector", "audio")

@@ -40,7 +40,7 @@ from samtrack.io.outputs import RunWriter, frame_span
 from samtrack.io.sources import FrameSource, open_source
 from samtrack.models.pool import ModelPool
 from samtrack.tracking import prompts as P
-from samtrack.tracking.discovery import MAX_NEW_SHARE, key_frame_segments
+from samtrack.tracking.discovery import MAX_NEW_SHARE, key_frame_segments, nothing_found
 from samtrack.tracking.history import History
 from samtrack.tracking.modelset import ModelSet
 from samtrack.tracking.objects import ObjectRegistry, TrackedObject
@@ -257,7 +257,8 @@ class Session:
             added = self.registry.add_segments(ids, segments, index, min_new_obj_iou=self.settings.min_new_obj_iou,
                                                min_area=self.settings.min_area, info=info,
                                                max_new_share=MAX_NEW_SHARE if guard else None)
-        self._set_mask(index, ids)
+        if added:
+            self._set_mask(index, ids)
         return ids, added
 
     @contextmanager
@@ -451,6 +452,9 @@ class Session:
             if tl.discover and i % self.settings.sam_gap == 0:
                 ids = self._discover(i, ids.copy(), tl.categories, tl.sounds,
                                      guard=bool(tl.categories) and i != tl.start)[0]
+            elif tracked is None and not ids.any():  # the first frame's prompts found nothing to track
+                raise InputError(nothing_found(i, [p.caption for p in prompts.get(i, ()) if isinstance(p, P.Text)],
+                                               self.settings))
             return ids
 
         return keyframe

@@ -80,13 +80,17 @@ class TrackerSettings:
 
 @dataclass(frozen=True)
 class DetectorSettings:
-    """The open-vocabulary detector for text prompts (SAM-Track's Grounding DINO defaults)."""
+    """The open-vocabulary detector for text prompts: Grounding DINO (SAM-Track's, with its defaults) or
+    SAM 3 (instance masks, no segmenter)."""
 
-    model: str = knob("grounding-dino-tiny", "text detector: a name from `samtrack models`, a hub id or a "
-                      "local directory (--text, --audio)", flag="--detector", load=True)
+    model: str = knob("grounding-dino-tiny", "text detector: grounding-dino-tiny/base, sam3, sam3-litetext-s0/s1/l "
+                      "(see `samtrack models`), a hub id or a local directory (--text, --audio)", flag="--detector",
+                      load=True)
     box_threshold: float = knob(0.25, "text: Grounding DINO box score threshold")
-    text_threshold: float = knob(0.25, "text: threshold for the words that name a box")
-    box_size_threshold: float = knob(1.0, "text: drop boxes larger than this fraction of the frame")
+    text_threshold: float = knob(0.25, "text: Grounding DINO threshold for the words that name a box")
+    box_size_threshold: float = knob(1.0, "text: drop objects whose box is larger than this fraction of the frame")
+    score_threshold: float = knob(0.5, "text: SAM 3 detection score threshold")
+    mask_threshold: float = knob(0.5, "text: SAM 3 mask probability threshold")
 
 
 @dataclass(frozen=True)
