@@ -75,3 +75,43 @@ def test_a_tracker_that_fails_mid_pass_keeps_the_frames_done(blackswan_small, tm
     assert [i for i in range(len(s)) if s.mask(i).any()] == [0, 1, 2]
     s.add_object(4, mask=swan)  # still usable
     s.close()
+
+
+def test_a_full_disk_when_a_pass_saves_its_state_says_what_is_saved(blackswan_small, tmp_path, monkeypatch):
+    import errno
+
+    from samtrack.errors import OutputError
+    from samtrack.tracking.runrecord import RunState
+
+    frames, swan = blackswan_small
+
+    class Still:
+        precision = "fp32"
+
+        def reset(self):
+            pass
+
+        def add_reference(self, frame, ids):
+            self.ids = ids
+
+        def track(self, frame, return_logits=False):
+            return self.ids
+
+        def update_memory(self, ids):
+            pass
+
+    s = Session(frames, tmp_path / "run", Settings(), tracker=Still())
+    s.add_object(0, mask=swan)
+    real = RunState.save
+
+    def full_at_the_end(self, registry, timeline, finalized):
+        if timeline is not None and timeline.cursor == 5:
+            raise OutputError(f"cannot write {self.out_dir}/session.json: the disk is full", errno.ENOSPC)
+        real(self, registry, timeline, finalized)
+
+    monkeypatch.setattr(RunState, "save", full_at_the_end)
+    with pytest.raises(OutputError, match=r"frames 0-5 of 0-5 are saved .* --resume"):
+        s.propagate(0)
+    assert s.status.state == "idle"
+    monkeypatch.setattr(RunState, "save", real)
+    s.close()

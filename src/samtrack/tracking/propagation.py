@@ -348,12 +348,7 @@ class Passes:
             failed, self.memory_live = True, False
             if exc.errno not in DISK_FULL:
                 raise
-            lo, hi = min(origin, end), max(origin, end)
-            run = self._store.run
-            saved = [i for i in range(lo, hi + 1) if run.is_done(i)]
-            done = f"{frame_span(saved)} of {lo}-{hi} are saved" if saved else f"no frame of {lo}-{hi} is saved"
-            raise OutputError(f"{exc}; {done} in {run.out_dir}: once there is space, run the same command "
-                              "with --resume (resume=True)", exc.errno) from exc
+            raise self._disk_full(exc, origin, end) from exc
         finally:
             with self._lock:
                 inner.close()
@@ -365,10 +360,21 @@ class Passes:
                     try:
                         self._store.flush()
                         self._save()
-                    except OutputError:
-                        if not failed:
+                    except OutputError as exc:
+                        if not failed and exc.errno not in DISK_FULL:
                             raise
+                        if not failed:
+                            raise self._disk_full(exc, origin, end) from exc
                         with suppress(OutputError):
                             self._save()  # where the pass got to, if the disk still takes that much
                     finally:
                         self._finish(state)
+
+    def _disk_full(self, exc: OutputError, origin: int, end: int) -> OutputError:
+        """A full disk, said with what is saved and how to go on."""
+        lo, hi = min(origin, end), max(origin, end)
+        run = self._store.run
+        saved = [i for i in range(lo, hi + 1) if run.is_done(i)]
+        done = f"{frame_span(saved)} of {lo}-{hi} are saved" if saved else f"no frame of {lo}-{hi} is saved"
+        return OutputError(f"{exc}; {done} in {run.out_dir}: once there is space, run the same command with "
+                           "--resume (resume=True)", exc.errno)
