@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from samtrack.errors import InputError, OutputError
+from samtrack.errors import InputError, OutputError, PromptError
 from samtrack.io.atomic import DISK_FULL
 from samtrack.io.outputs import RunWriter, frame_span
 from samtrack.io.sources import FrameSource, open_source
@@ -145,7 +145,7 @@ class Session:
 
     def _check_frame(self, index: int) -> int:
         if not isinstance(index, (int, np.integer)) or isinstance(index, bool) or not 0 <= index < len(self):
-            raise InputError(f"frame index {index} is outside the video (frames 0..{len(self) - 1})")
+            raise PromptError(f"frame index {index} is outside the video (frames 0..{len(self) - 1})")
         return int(index)
 
     def _read(self, index: int) -> np.ndarray:
@@ -191,9 +191,10 @@ class Session:
         return self.apply(prompt, obj_id)[0]
 
     def apply(self, prompt: P.Prompt, obj_id: int | None = None) -> list[int]:
-        """Apply a typed prompt (see :mod:`samtrack.tracking.prompts`); returns the ids it added or edited.
-        Undoable."""
+        """Apply a typed prompt (see :mod:`samtrack.tracking.prompts`); returns the ids it added or edited
+        (`obj_id`, or the prompt's own, names an object to give a new mask on this frame). Undoable."""
         index = self._check_frame(prompt.frame)
+        obj_id = obj_id if obj_id is not None else getattr(prompt, "obj_id", None)
         with self._lock:
             self._idle()
             if isinstance(prompt, P.Text):
@@ -230,6 +231,9 @@ class Session:
         index = prompt.frame
         if isinstance(prompt, P.Text):
             return self._discover(index, self.mask(index).copy(), prompt.caption, dict(prompt.sounds) or None)[1]
+        obj_id = obj_id if obj_id is not None else prompt.obj_id
+        if obj_id is not None:
+            self.registry.check(obj_id)
         segmenter = None if isinstance(prompt, P.MaskPrompt) else self.models.segmenter
         obj_mask = prompt.cut(segmenter, self._read(index))
         if not obj_mask.any():
@@ -393,14 +397,15 @@ class Session:
             for r in results:
                 if progress:
                     st = self.status
-                    progress(st.done, st.total, {"frame": r.index, "objects": len(self.registry)})
+                    progress(st.done, st.total, {"frame": r.index, "objects": len(self.registry),
+                                                 "direction": direction})
 
     def _forward(self, start: int, end: int, prompts: P.Prompts, discover: bool, categories: str | None,
                  sounds: dict[str, float] | None) -> Iterator[FrameResult]:
         if end < start:
             raise InputError(f"end frame {end} is before start frame {start}; propagate backward instead")
         P.check_prompts(prompts, frames=len(self), width=self.source.width, height=self.source.height, end=end,
-                        max_obj_num=self.settings.max_obj_num, existing=len(self.registry))
+                        max_obj_num=self.settings.max_obj_num, existing=set(self.registry))
         if min(prompts, default=start) < start:
             raise InputError(f"prompts on frame {min(prompts)} come before the start frame {start}")
         record = self.state.record
@@ -449,7 +454,7 @@ class Session:
             for prompt in prompts.get(i, ()):
                 self._paint(prompt)
             ids = self.mask(i) if tracked is None or i in prompts else tracked
-            if tl.discover and i % self.settings.sam_gap == 0:
+            if tl.discover and (i % self.settings.sam_gap == 0 or (i == tl.start and not prompts)):
                 ids = self._discover(i, ids.copy(), tl.categories, tl.sounds,
                                      guard=bool(tl.categories) and i != tl.start)[0]
             elif tracked is None and not ids.any():  # the first frame's prompts found nothing to track
