@@ -183,3 +183,21 @@ def test_eval_takes_a_run_directory_and_render_takes_a_partial_run(clip, tmp_pat
     assert "--covered" in capsys.readouterr().err
     assert cli.main(["-q", "render", str(clip), str(run / "masks"), "--out", str(out), "--covered", "--no-video"]) == 0
     assert json.loads((out / "run.json").read_text())["frames"]["covered"] == [[0, 4]]
+
+
+def test_track_and_batch_export_the_finished_run(clip, tmp_path):
+    """`--export FORMAT` (track and batch take it alike: it is a TrackJob field) writes <out>/exports/."""
+    from samtrack.commands.track import job_from_args
+
+    masks = tmp_path / "m"
+    masks.mkdir()
+    prompts = tmp_path / "p.yaml"
+    prompts.write_text(json.dumps([{"frame": 0, "label": "swan", "mask": mask_file(masks, "a.png", swan(0))}]))
+    out = tmp_path / "run"
+    assert cli.main(["-q", "track", str(clip), "--out", str(out), "--prompts", str(prompts), "--end", "3",
+                     "--export", "coco", "--export", "yolo", *DEAOT, *QUIET]) == 0
+    coco = json.loads((out / "exports" / "coco.json").read_text())
+    assert len(coco["images"]) == 4 and {c["name"] for c in coco["categories"]} == {"swan"}
+    assert (out / "exports" / "yolo" / "data.yaml").is_file()
+    args = cli.build_parser().parse_args(["batch", "x", "--out", "o", "--auto", "--export", "cvat"])
+    assert job_from_args(args, input="", out="o").exports == ("cvat",)

@@ -134,6 +134,9 @@ def add_options(p: argparse.ArgumentParser) -> None:
                      help="frame rate of an image-folder input, for overlay.mp4/gif (default 30; videos keep theirs)")
     out.add_argument("--no-video", action="store_true", help="skip overlay.mp4")
     out.add_argument("--no-gif", action="store_true", help="skip overlay.gif")
+    out.add_argument("--export", action="append", default=[], choices=("coco", "yolo", "cvat", "davis", "ytvos"),
+                     metavar="FORMAT", help="also export the finished run to <out>/exports/ as coco, yolo, cvat, "
+                     "davis or ytvos (may be given several times; see `samtrack export`)")
 
 
 def job_from_args(args: argparse.Namespace, input: str | None = None, out: str | None = None) -> TrackJob:
@@ -148,7 +151,7 @@ def job_from_args(args: argparse.Namespace, input: str | None = None, out: str |
                           audio=args.audio, backward=args.backward, start=args.start, end=args.end, fps=args.fps,
                           video=not args.no_video, gif=not args.no_gif, resume=getattr(args, "resume", False),
                           force=getattr(args, "force", False), allow_changes=getattr(args, "allow_changes", False),
-                          init_from=getattr(args, "init_from", None))
+                          init_from=getattr(args, "init_from", None), exports=tuple(dict.fromkeys(args.export)))
 
 
 def default_out(input: str, resume: bool) -> Path:

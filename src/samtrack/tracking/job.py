@@ -46,6 +46,7 @@ class TrackJob:
     force: bool = False  # write into a non-empty directory that holds no run
     allow_changes: bool = False  # a resume may change settings, prompts not reached yet and the end frame
     init_from: str | None = None  # annotations (COCO file or DAVIS-style folder) whose masks are prompts too
+    exports: tuple[str, ...] = ()  # formats to export the finished run to, into <out>/exports/ (samtrack export)
 
     @classmethod
     def build(cls, input: str, out: str, settings: Settings, prompts: P.Prompts, *, auto: bool = False,
@@ -131,6 +132,10 @@ class TrackJob:
             raise
         covered = session.covered()
         session.close()
+        for fmt in self.exports:  # after close: an export reads the run under its lock, shared
+            from samtrack.io.export import default_name, export_run
+
+            export_run(self.out, fmt, Path(self.out) / "exports" / default_name(fmt), force=True)
         return {"out": str(Path(self.out)), "frames": len(session), "tracked": count,
                 "first": covered[0] if covered else None, "last": covered[-1] if covered else None,
                 "objects": len(session.objects), "seconds": time.perf_counter() - started, "note": note}
