@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -40,6 +39,7 @@ from samtrack.io.outputs import RunWriter, frame_span
 from samtrack.io.sources import FrameSource, open_source
 from samtrack.models.pool import ModelPool
 from samtrack.tracking import prompts as P
+from samtrack.tracking.deprecated import DeprecatedSessionMethods
 from samtrack.tracking.discovery import MAX_NEW_SHARE, key_frame_segments, nothing_found
 from samtrack.tracking.history import History
 from samtrack.tracking.modelset import ModelSet
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int, dict], None]  # (frames done, frames total, info)
 
 
-class Session:
+class Session(DeprecatedSessionMethods):
     """An interactive or automatic segment-and-track run over one video or image sequence.
 
     Args:
@@ -561,42 +561,3 @@ class Session:
                 self.state.release(keep=self._holds_anything())
                 st = self.passes.status
                 self.passes.status = Status("closed", st.frame, st.done, st.total)
-
-    # ----------------------------------------------------------------- deprecated (samtrack 0.1), one release
-    def _deprecated(self, old: str, new: str) -> None:
-        warnings.warn(f"Session.{old} is deprecated: use {new}", DeprecationWarning, stacklevel=3)
-
-    def iter_auto(self, end: int | None = None, *, categories: str | None = None,
-                  sounds: list[tuple[str, float]] | None = None) -> Iterator[FrameResult]:
-        self._deprecated("iter_auto", "iter_propagate(0, discover=True) (or start=None to resume)")
-        start = None if self.passes.timeline is not None and self.passes.timeline.mode == "auto" else 0
-        return self.iter_propagate(start, end, discover=True, categories=categories,
-                                   sounds=dict(sounds) if sounds else None)
-
-    def run_auto(self, end: int | None = None, *, progress: Progress | None = None, **options: Any) -> None:
-        self._deprecated("run_auto", "propagate(0, discover=True)")
-        with closing(self.iter_auto(end, **options)) as results:  # type: ignore[type-var]
-            for r in results:
-                if progress:
-                    progress(self.status.done, self.status.total, {"frame": r.index, "objects": len(self.registry)})
-
-    def propagate_backward(self, start: int, end: int = 0, *, objects: list[int] | None = None,
-                           progress: Progress | None = None) -> None:
-        self._deprecated("propagate_backward", "propagate(start, end, 'backward')")
-        self.propagate(start, end, "backward", objects=objects, progress=progress)
-
-    def track_prompts(self, prompts: P.Prompts, end: int | None = None, *, discover: bool = False,
-                      categories: str | None = None, progress: Progress | None = None) -> None:
-        self._deprecated("track_prompts", "propagate(first prompt frame, prompts=...)")
-        if not any(prompts.values()):
-            raise InputError("no prompts given")
-        start = min(f for f, items in prompts.items() if items)
-        self.propagate(start, end, discover=discover, prompts=prompts, categories=categories, progress=progress)
-
-    def resume(self, prompts: P.Prompts | None = None, *, end: int | None = None,
-               progress: Progress | None = None) -> bool:
-        self._deprecated("resume", "propagate(None, prompts=...) (see Session.resumable)")
-        if self.passes.timeline is None:
-            return False
-        self.propagate(None, end, prompts=prompts, progress=progress)
-        return True
