@@ -14,8 +14,8 @@ frame once nothing can change it any more (the first one after ``hotstart_delay`
 ``session.add_new_frame`` and ``model(session, frame_idx=i)``, which keeps them on.
 
 What is pruned after every frame (transformers keeps all of it for the whole video):
-- the preprocessed frames (12 MB each at 1008²): only the frame being processed is needed, since the
-  tracker reads its vision features from a one-frame cache;
+- the preprocessed frames (12 MB each at 1008²) and the finished frame's vision features: only the
+  frame being processed needs them;
 - per object and frame, the tracker's outputs (~6.6 MB per object and frame at full size): the next
   frames read the memory features of the last ``num_maskmem - 1`` (6) frames and the object pointers of
   the last ``max_object_pointers_in_encoder - 1`` (15); everything older, the high-resolution and
@@ -323,6 +323,7 @@ class ConceptTracker:
         """Drop what no frame after ``done`` reads (see the module docstring)."""
         session, config = self._session, self._model.tracker_model.config
         session.processed_frames.clear()
+        session.cache.clear_all()  # the finished frame's vision features (the next frame computes its own)
         memory_from = done + 1 - (config.num_maskmem - 1)
         pointers_from = done + 1 - (config.max_object_pointers_in_encoder - 1)
         for per_obj in session.output_dict_per_obj.values():
