@@ -120,7 +120,7 @@ def worker(size: str, precision: str, objects: int, frames: int, every: int, thr
         if (i + 1) % every == 0 or i == frames - 1:
             curve.append((i + 1, rss_mb(), tracker.held().bytes / 2**20))
             print(f"    {size} {precision} {objects} objects: frame {i + 1}/{frames} {times[-1]:.2f} s, "
-                  f"RSS {curve[-1][1]:.0f} MB, held {curve[-1][2]:.1f} MB", file=sys.stderr, flush=True)
+                  f"RSS {curve[-1][1]:.0f} MB, held {curve[-1][2]:.2f} MB", file=sys.stderr, flush=True)
     counts += [len(f.objects) for f in tracker.finish()]
     steady = times[STEADY_FROM:] or times[-1:]
     return {"first": times[0], "filling": statistics.mean(times[1:STEADY_FROM] or times[:1]),
@@ -175,7 +175,7 @@ def main() -> None:
             if done.returncode != 0:
                 sys.exit(f"{precision} with {count} objects failed (its error is above)")
             r = json.loads(done.stdout.strip().splitlines()[-1])
-            curve = " ".join(f"{i}:{rss:.0f}/{held:.0f}" for i, rss, held in r["curve"])
+            curve = " ".join(f"{i}:{rss:.0f}/{held:.2f}" for i, rss, held in r["curve"])
             rows.append(f"| {precision} | {count} | {r['first']:.2f} | {r['filling']:.2f} | {r['steady']:.2f} "
                         f"({r['steady_cpu']:.2f} CPU, {r['steady_frames']} frames) | {r['peak_rss_mb']:.0f} | "
                         f"{r['objects_per_frame']} |")
