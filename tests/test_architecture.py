@@ -45,7 +45,7 @@ def _imports(path: Path, known: dict[str, Path]) -> set[str]:
 def test_no_import_cycle_and_no_upward_import():
     modules = _modules()
     graph = {m: _imports(p, modules) - {m} for m, p in modules.items()}
-    layer = lambda m: LAYERS.get(m.split(".")[1], 9) if m.count(".") else 9  # noqa: E731
+    layer = lambda m: LAYERS.get(m.split(".")[1], 9) if m.count(".") else 9
     upward = sorted((a, b) for a, deps in graph.items() for b in deps if layer(b) > layer(a))
     assert upward == []
     state: dict[str, int] = {}  # 1 visiting, 2 done
