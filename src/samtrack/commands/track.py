@@ -85,8 +85,10 @@ def add_options(p: argparse.ArgumentParser) -> None:
     """Every option of a track job but its input and output (`samtrack batch` takes them all)."""
     mode = p.add_argument_group("what to track (give --auto, or prompts)")
     mode.add_argument("--auto", action="store_true",
-                      help="SAM-Track's automatic mode: segment everything on frame 0 and every --sam-gap frames, "
-                           "new objects join with fresh ids")
+                      help="SAM-Track's automatic mode: segment everything (or, with --text, detect those categories) "
+                           "on frame 0 and every --sam-gap frames, new objects join with fresh ids; with --text and "
+                           "--tracker sam3 it is SAM 3's own detect-and-track on every frame (--sam-gap does not "
+                           "apply, no detector or segmenter loads)")
     mode.add_argument("--frame", type=int, action=_Ordered, dest="frame", metavar="N",
                       help="frame the following prompts apply to (default 0); may be given several times")
     mode.add_argument("--object", nargs="?", const="", action=_Ordered, dest="object", metavar="LABEL",

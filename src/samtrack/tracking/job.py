@@ -70,8 +70,19 @@ class TrackJob:
         return cls(input, out, settings, prompts, auto=auto, categories=categories, discover=discover is not None,
                    resume=resume, audio=audio, **options)
 
+    @property
+    def concept(self) -> bool:
+        """Whether this job is concept tracking: automatic mode by text with a tracker that detects and
+        tracks the categories by itself on every frame (SAM 3), so no detector or segmenter loads."""
+        from samtrack.models.trackers import tracks_concepts
+
+        t = self.settings.tracker
+        return self.auto and bool(self.categories or self.audio) and tracks_concepts(t.model, t.checkpoint)
+
     def needed_models(self) -> list[tuple[str, str]]:
         """(name or path, kind) of every model this job loads, without duplicates."""
+        if self.concept:
+            return P.models_needed(self.settings, {}, audio=self.audio, detector=False)
         return P.models_needed(self.settings, self.prompts,
                                everything=(self.auto or self.discover) and not self.categories,
                                categories=self.categories, audio=self.audio)
@@ -179,6 +190,11 @@ class TrackJob:
             if self.auto:
                 session.propagate(first, self.end, discover=True, categories=categories, sounds=sounds,
                                   progress=progress)
+                if session.passes.timeline.mode == "concept" and not session.objects:
+                    d = self.settings.detector
+                    raise InputError(f"nothing to track: {categories!r} was found on no frame (SAM 3 concept "
+                                     f"tracking, --score-threshold {d.score_threshold}); lower the threshold or name "
+                                     "the objects differently")
             else:
                 if not prompts:
                     raise PromptError("no prompts given")

@@ -47,6 +47,17 @@ class ModelSet:
     def audio(self) -> Any:
         return self._get("audio")
 
+    def concept(self, categories: str) -> Any | None:
+        """A new concept tracker for `categories` when the tracker detects and tracks by itself (SAM 3),
+        else None. Not kept: each pass makes its own."""
+        return self.pool.concept_tracker(self.settings, categories)
+
+    def tracks_concepts(self) -> bool:
+        """Whether the tracker detects and tracks text categories by itself (no model is loaded to tell)."""
+        from samtrack.models.trackers import tracks_concepts
+
+        return tracks_concepts(self.settings.tracker.model, self.settings.tracker.checkpoint)
+
     def loaded(self, kind: str) -> Any | None:
         """The model of `kind` if it is loaded (None: not used yet)."""
         return self._models.get(kind)

@@ -395,7 +395,7 @@ def needs(prompts: Prompts) -> set[str]:
 
 
 def models_needed(settings: Settings, prompts: Prompts, *, everything: bool = False, categories: str | None = None,
-                  audio: bool = False) -> list[tuple[str, str]]:
+                  audio: bool = False, detector: bool = True) -> list[tuple[str, str]]:
     """(name, kind) of every model a job loads, tracker first: the prompts' models, the segmenter for
     segment-everything discovery, the detector for text categories or audio (and the segmenter to cut
     its boxes, unless the detector makes masks itself: SAM 3), the audio tagger."""
@@ -404,7 +404,7 @@ def models_needed(settings: Settings, prompts: Prompts, *, everything: bool = Fa
     kinds = needs(prompts)
     if everything:
         kinds.add("segmenter")
-    if categories or audio:
+    if (categories or audio) and detector:  # not when the tracker detects by itself (SAM 3 concept tracking)
         kinds.add("detector")
     if audio:
         kinds.add("audio")

@@ -415,10 +415,13 @@ class Session(DeprecatedSessionMethods):
                                        self._truncate)
         if start not in prompts and not discover and not self.mask(start).any():
             raise InputError(f"frame {start} has no objects to propagate; add one there first")
-        auto = discover and start == 0 and not prompts and not len(self.registry) and not self.store.has(0)
-        self.passes.timeline = Timeline("auto" if auto else "forward", start, start - 1, [], discover, categories,
-                                        sounds)
+        auto = discover and not prompts and not len(self.registry) and not self.store.has(start)
+        concept = auto and bool(categories) and self.models.tracks_concepts()
+        self.passes.timeline = Timeline("concept" if concept else "auto" if auto else "forward", start, start - 1,
+                                        [], discover, categories, sounds)
         record.prompts, record.end = prompt_records(prompts), end
+        if concept:
+            return self._concept(start, end)
         return self.passes.forward(start, end, self._keyframe_step(prompts), self._keys(prompts), self._truncate)
 
     def _resume(self, prompts: P.Prompts | None, end: int | None) -> Iterator[FrameResult]:
@@ -431,8 +434,56 @@ class Session(DeprecatedSessionMethods):
         end = self.state.resume_end(prompts, end, tl.cursor)
         if self.passes.reached(end):
             return (r for r in ())  # nothing to track; a generator, so it can be closed like any pass
+        if tl.mode == "concept":
+            return self._concept(max(tl.cursor + 1, tl.start), end)
         later = {f: items for f, items in (prompts or {}).items() if f > tl.cursor}
         return self.passes.forward(None, end, self._keyframe_step(later), self._keys(later), self._truncate)
+
+    def _concept(self, first: int, end: int) -> Iterator[FrameResult]:
+        """A pass of a tracker that detects the timeline's categories and tracks them by itself on every
+        frame (SAM 3): each object it finds gets a fresh id (while max_obj_num allows) labelled with its
+        category. A resumed pass gives an object found on its first frame the id of the stored object
+        its mask overlaps most on the frame before (IoU >= 0.5). Frames before the first object appears
+        are stored with it, so a pass that finds nothing leaves no run behind."""
+        tl = self.passes.timeline
+        ids_of: dict[int, int | None] = {}  # the tracker's track id -> object id (None: beyond max_obj_num)
+        before = self.store.get(first - 1) if first > tl.start else None
+        empty: list[int] = []  # frames with no object yet, stored once one appears
+
+        def object_id(obj: Any, i: int) -> int | None:
+            if before is not None and i == first:
+                for oid in np.unique(before[before > 0]).tolist():
+                    theirs = before == oid
+                    iou = (theirs & obj.mask).sum() / max((theirs | obj.mask).sum(), 1)
+                    if iou >= 0.5 and oid not in ids_of.values():
+                        return int(oid)
+            if self.registry.next_id > self.settings.max_obj_num:
+                tl.dropped += 1
+                return None
+            return self.registry.add(obj.label, i, {"kind": "concept", "frame": i, "caption": tl.categories,
+                                                    "score": round(obj.score, 4)})
+
+        def step(i: int, final: Any) -> np.ndarray:
+            ids = np.zeros((self.source.height, self.source.width), np.uint8)
+            known = len(ids_of)
+            for obj in sorted(final.objects, key=lambda o: o.score):  # the surest object keeps shared pixels
+                oid = ids_of[obj.track_id] if obj.track_id in ids_of else ids_of.setdefault(
+                    obj.track_id, object_id(obj, i))
+                if oid is not None:
+                    ids[obj.mask] = oid
+            tl.cursor = i
+            if not len(self.registry) and before is None:
+                empty.append(i)
+                return ids
+            for j in empty:
+                self.store.put(j, np.zeros_like(ids))
+            empty.clear()
+            self.store.put(i, ids)
+            if len(ids_of) > known:
+                self._save()  # objects found here must be on record before later frames
+            return ids
+
+        return self.passes.concept(first, end, lambda: self.models.concept(tl.categories), step)
 
     def _keys(self, prompts: P.Prompts) -> Any:
         tl, gap = self.passes.timeline, self.settings.sam_gap
