@@ -417,14 +417,15 @@ def ensure_available(names_and_kinds: list[tuple[str, str]]) -> None:
     for name, kind in names_and_kinds:
         if not Path(name).expanduser().exists() and not _is_hub_id(name):
             get_spec(name, kind)  # UnknownModelError, with the names there are
-    problems: list[tuple[str, str]] = []  # (model, why)
+    wrong: list[str] = []  # files that are not the checkpoint they should be
+    missing: list[tuple[str, str]] = []  # (model, why) for weights neither here nor downloadable
     for name, kind in names_and_kinds:
         local = Path(name).expanduser()
         if local.is_file():
             try:
                 check_checkpoint_file(local, kind)  # a wrong file is refused before any model is built
             except ModelError as exc:
-                problems.append((name, str(exc)))
+                wrong.append(str(exc).rstrip("."))
             continue
         if local.exists():
             continue  # a directory: its loader checks it
@@ -435,12 +436,14 @@ def ensure_available(names_and_kinds: list[tuple[str, str]]) -> None:
             else:
                 resolve_file(name, spec.kind)
         except ModelError as exc:
-            problems.append((spec.name if spec else name, str(exc)))
-    if len(problems) == 1:
-        raise ModelError(problems[0][1])
-    if problems:
-        names = [n for n, _ in problems]
-        raise ModelError(f"the weights of {', '.join(names[:-1])} and {names[-1]} are not on this machine and could "
-                         f"not be fetched; run `samtrack download {' '.join(names)}` where there is internet "
-                         "access (then copy its caches here), or pass local paths. For each: "
-                         f"`samtrack download {names[0]}` (it names the file and where it goes)")
+            missing.append((spec.name if spec else name, str(exc)))
+    if len(missing) > 1:
+        names = [n for n, _ in missing]
+        wrong.append(f"the weights of {', '.join(names[:-1])} and {names[-1]} are not on this machine and could not "
+                     f"be fetched; run `samtrack download {' '.join(names)}` where there is internet access (then "
+                     "copy its caches here), or pass local paths. For each: "
+                     f"`samtrack download {names[0]}` (it names the file and where it goes)")
+    elif missing:
+        wrong.append(missing[0][1].rstrip("."))
+    if wrong:
+        raise ModelError("; ".join(wrong) + ".")
