@@ -76,6 +76,8 @@ def test_two_categories_and_one_appearing_mid_video(clip, tmp_path, weights, tin
     assert [ids(out, i) for i in (0, 4, 5, 19)] == [[1, 2], [1, 2], [1, 2, 3], [1, 2, 3]]  # stable ids
     run = json.loads((out / "run.json").read_text())
     assert run["frames"]["covered"] == [[0, 19]] and run["models"]["tracker"] == tiny_sam3_video
+    assert (run["models"]["tracker_mode"], run["models"]["tracker_model_type"]) == ("concept", "sam3_video")
+    assert run["models"]["precision"] == {"concept": "fp32"}
 
 
 def test_two_detections_of_one_object_become_one_id(clip, tmp_path, weights, tiny_sam3_video, monkeypatch):

@@ -559,7 +559,8 @@ class Session(DeprecatedSessionMethods):
 
     def precision_used(self) -> dict[str, str]:
         """The precision each model loaded so far runs in (what ``auto`` became on this machine)."""
-        used = {kind: getattr(self.models.loaded(kind), "precision", None) for kind in ("segmenter", "tracker")}
+        used = {kind: getattr(self.models.loaded(kind), "precision", None)
+                for kind in ("segmenter", "tracker", "concept")}
         return {kind: p for kind, p in used.items() if p is not None}
 
     def finalize(self, *, video: bool = True, gif: bool = True, timings: dict | None = None,
@@ -581,6 +582,9 @@ class Session(DeprecatedSessionMethods):
             models = {"segmenter": s.segmenter.model, "tracker": s.tracker.model,
                       "tracker_checkpoint": s.tracker.checkpoint, "device": s.device,
                       "precision": self.precision_used()}
+            concept = self.models.loaded("concept")
+            if concept is not None:  # SAM 3 detected and tracked by itself: what ran
+                models.update(tracker_mode="concept", tracker_model_type=concept.model_type)
             try:
                 outputs = self.run.finalize(self.registry.summary(), s.to_dict(), models,
                                             {**self.timings, **(timings or {})}, video=video, gif=gif,

@@ -195,6 +195,8 @@ class ConceptTracker:
         self._mask_logit = math.log(mask_threshold / (1.0 - mask_threshold))
         use_portable_postprocessing()
         self._categories = split_categories(categories)
+        self.model_type = weights.model_type  # config.json's model_type of the checkpoint (sam3_video)
+        self.precision = weights.precision
         self._check_categories(self._categories)
         self._model.build_outputs = self._build_outputs
         self._start()
