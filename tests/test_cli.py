@@ -126,7 +126,7 @@ def test_success_is_a_sentence_or_json(clip, tmp_path, capsys):
     assert cli.main(["-q", "track", str(clip), "--out", str(tmp_path / "a"), "--prompts", str(prompts), "--end", "3",
                      *DEAOT, *QUIET]) == 0
     out = capsys.readouterr().out.strip()
-    assert out.startswith("Tracked 4 frames (frames 0-3 of 8) with 1 objects") and str(tmp_path / "a") in out
+    assert out.startswith("Tracked 4 frames (frames 0-3 of 8) with 1 object ") and str(tmp_path / "a") in out
     assert cli.main(["-q", "track", str(clip), "--out", str(tmp_path / "b"), "--prompts", str(prompts), "--end", "3",
                      "--json", *DEAOT, *QUIET]) == 0
     result = json.loads(capsys.readouterr().out)

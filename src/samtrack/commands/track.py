@@ -207,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"samtrack: {result['note']}")
     else:
         span = f"frames {result['first']}-{result['last']}" if result["tracked"] else "no frame"
-        print(f"Tracked {result['tracked']} frames ({span} of {result['frames']}) with {result['objects']} objects "
+        n, objects = result["objects"], "object" if result["objects"] == 1 else "objects"
+        print(f"Tracked {result['tracked']} frames ({span} of {result['frames']}) with {n} {objects} "
               f"in {result['seconds']:.1f} s; masks and outputs are in {result['out']}")
     return 0
