@@ -23,6 +23,18 @@ def davis_annotations(seq: str) -> Path:
     return DAVIS / "Annotations" / "480p" / seq
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: threads only add overhead (on a busy two-core machine two threads made a tiny SAM 3
+    frame ~50x slower than one). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def davis_root() -> Path:
     if not DAVIS.is_dir():

@@ -27,6 +27,7 @@ from samtrack.models.sam2video.loading import default_processor
 from samtrack.models.sam2video.memory import MemoryFrame, ObjectMemory
 from samtrack.models.trackers import load_tracker
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 S = 64  # model input size
 SIZE = (128, 72)  # frames: DAVIS 854x480 scaled down
 N_FRAMES = 8
@@ -72,15 +73,6 @@ def save_tiny(kind: str, out: Path) -> Path:
     model.eval().save_pretrained(out)
     default_processor(S).save_pretrained(out)
     return out
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: threads only add overhead (several times slower on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

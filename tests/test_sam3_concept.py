@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 import torch.nn.functional as F
 from sam3_scene import Blob, Scene
 from transformers.models.sam3_video import modeling_sam3_video as sam3_video
@@ -20,17 +19,8 @@ from samtrack.errors import InputError, ModelError
 from samtrack.models.sam3 import concept, load_sam3
 from samtrack.models.sam3.concept import ConceptFrame, ConceptTracker
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 SIZE = (90, 120)  # frame height, width
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The tiny model's operations are too small to share out: on a busy two-core machine two threads
-    made a frame ~50× slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

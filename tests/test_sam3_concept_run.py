@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from sam3_scene import Blob, Scene
 
@@ -17,16 +16,9 @@ from samtrack import cli
 from samtrack.models import trackers
 from samtrack.models.sam3 import load_sam3
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 SIZE = (90, 120)
 SWAN, DUCK = Blob("swan-1", "swan", (2, 2, 12, 12)), Blob("duck-1", "duck", (18, 18, 30, 30))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

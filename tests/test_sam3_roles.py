@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DAVIS, DEAOT_FIXTURES, davis_frames
+from conftest import DAVIS, DEAOT_FIXTURES
 from PIL import Image
 
 from samtrack import cli
@@ -19,12 +19,8 @@ QUIET = ["--no-gif", "--no-video"]
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("clip") / "blackswan"
-    out.mkdir()
-    for path in sorted(davis_frames("blackswan").glob("*.jpg"))[:6]:
-        Image.open(path).resize((213, 120), Image.BILINEAR).save(out / path.name)
-    return out
+def clip(blackswan_small) -> Path:
+    return blackswan_small[0]
 
 
 def objects(out: Path) -> dict:

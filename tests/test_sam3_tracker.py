@@ -4,11 +4,14 @@ sam3_video checkpoint (tiny random SAM 3, real DAVIS frames)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
-from test_sam2_video import frames, one_thread, reference, run  # noqa: F401 (fixtures)
+from test_sam2_video import frames, reference, run  # noqa: F401 (fixtures)
 
 from samtrack.models.sam2video import Sam2VideoTracker
 from samtrack.models.trackers import backend_of, load_tracker, load_tracker_weights
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_sam3_names_and_directories_pick_the_sam3_backend(tiny_sam3_video):

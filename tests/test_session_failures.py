@@ -15,6 +15,24 @@ class Boom(RuntimeError):
     pass
 
 
+class Still:
+    """Tracker double: every object stays where it was referenced."""
+
+    precision = "fp32"
+
+    def reset(self):
+        pass
+
+    def add_reference(self, frame, ids):
+        self.ids = ids
+
+    def track(self, frame, return_logits=False):
+        return self.ids
+
+    def update_memory(self, ids):
+        pass
+
+
 class FailingPool:
     """A model pool whose tracker cannot load (as a tracker with no weights on disk, offline)."""
 
@@ -86,21 +104,6 @@ def test_a_full_disk_when_a_pass_saves_its_state_says_what_is_saved(blackswan_sm
 
     frames, swan = blackswan_small
 
-    class Still:
-        precision = "fp32"
-
-        def reset(self):
-            pass
-
-        def add_reference(self, frame, ids):
-            self.ids = ids
-
-        def track(self, frame, return_logits=False):
-            return self.ids
-
-        def update_memory(self, ids):
-            pass
-
     s = Session(frames, tmp_path / "run", Settings(), tracker=Still())
     s.add_object(0, mask=swan)
     real = RunState.save
@@ -122,21 +125,6 @@ def test_samtrack_0_1_names_still_work_and_warn(blackswan_small, tmp_path):
     import samtrack
 
     frames, swan = blackswan_small
-
-    class Still:
-        precision = "fp32"
-
-        def reset(self):
-            pass
-
-        def add_reference(self, frame, ids):
-            self.ids = ids
-
-        def track(self, frame, return_logits=False):
-            return self.ids
-
-        def update_memory(self, ids):
-            pass
 
     with pytest.warns(DeprecationWarning, match="load_tracker"):
         assert samtrack.load_propagator is samtrack.load_tracker
