@@ -238,6 +238,7 @@ class Passes:
             except BaseException:
                 self._finish("idle")
                 raise
+            self.status = Status("running", None, 0, end - first + 1)  # this pass's own frames
 
         def reference(i: int, tracked: np.ndarray | None) -> np.ndarray:
             ids = keyframe(i, tracked)
@@ -254,7 +255,7 @@ class Passes:
 
         inner = propagate(tracker, decoded(self._read, range(first, end + 1)), start=tl.start, reference=reference,
                           keyframes=keyframes, cancelled=self._cancel.is_set)
-        yield from self._drive(inner, step, tl.start, end)
+        yield from self._drive(inner, step, first, end)
 
     def backward(self, start: int, end: int, ref: np.ndarray, carried: list[int],
                  finished: Callable[[], None]) -> Iterator[FrameResult]:
