@@ -37,7 +37,7 @@ def app_url(tiny_sam, tmp_path_factory):
     url = launch(demo, block=False)
     yield url, demo
     demo.close()
-    demo.handlers.workspaces.close()
+    demo.handlers.close()
 
 
 def image_point(page, x: float, y: float) -> tuple[float, float]:
