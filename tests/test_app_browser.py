@@ -64,11 +64,15 @@ def screenshots(tmp_path: Path) -> Path:
 
 def image_point(page, x: float, y: float) -> tuple[float, float]:
     """The page position of pixel (x, y) of the frame image."""
-    page.wait_for_function("() => { const i = document.querySelector('#frame img'); return i && i.naturalWidth > 0 }")
-    img = page.locator("#frame img")
-    box = img.bounding_box()
-    w, h = img.evaluate("i => [i.naturalWidth, i.naturalHeight]")
-    return box["x"] + (x + 0.5) * box["width"] / w, box["y"] + (y + 0.5) * box["height"] / h
+    # read in one go: Gradio replaces the <img> when a new frame arrives
+    where = page.wait_for_function("""() => {
+        const i = document.querySelector('#frame img');
+        if (!i || !i.naturalWidth) return null;
+        const r = i.getBoundingClientRect();
+        return [r.x, r.y, r.width, r.height, i.naturalWidth, i.naturalHeight];
+    }""").json_value()
+    left, top, width, height, w, h = where
+    return left + (x + 0.5) * width / w, top + (y + 0.5) * height / h
 
 
 @pytest.mark.slow
@@ -119,6 +123,10 @@ def test_browser_click_track_roll_back_download(app_url, blackswan_mp4, tmp_path
             page.mouse.up()
             expect(status).to_contain_text("Box → object 2")
             expect(band).to_be_hidden()
+            page.get_by_role("tab", name="Objects").click()
+            page.locator("#objects tr[data-id='1']").click()  # a row of the list picks its object
+            expect(status).to_contain_text("Prompts now refine object 1.")
+            expect(page.locator("#objects tr.samtrack-selected")).to_have_attribute("data-id", "1")
             page.screenshot(path=shots / "4-box-on-frame-5.png")
 
             page.locator("#track").click()
@@ -189,6 +197,7 @@ def test_browser_failed_tracker_frame_box_and_stroke(app_url, blackswan_mp4, tmp
             page.locator("#track").click()
             expect(status).to_contain_text("samtrack download r50-deaotl")  # in the status line, not hidden
             expect(status).to_contain_text("(URLError: <urlopen error [Errno -3] Temporary failure")
+            expect(status.get_by_text("Error", exact=True)).to_have_count(0)  # no badge over the message
             expect(page.get_by_test_id("toast-body").first).to_contain_text("samtrack download r50-deaotl")
             page.screenshot(path=shots / "1-tracker-failed.png")
             # everything still works, and the work is intact
@@ -247,8 +256,10 @@ def test_browser_failed_tracker_frame_box_and_stroke(app_url, blackswan_mp4, tmp
             assert 3 in ws.session.mask(10) and 3 not in ws.session.mask(11)
 
             page.get_by_role("tab", name="Outputs").click()
+            page.get_by_role("checkbox", name="DAVIS", exact=True).check()
             page.locator("#make-outputs").click()
-            expect(status).to_contain_text("Wrote 5 files for frames 0-3, 5, 10 (6 frames) and 3 objects")
+            expect(status).to_contain_text("Wrote 5 files for frames 0-3, 5, 10 (6 frames) and 3 objects. Exported DAVIS")
+            expect(page.get_by_role("row", name=re.compile(r"davis\.zip"))).to_be_visible()
             link = page.get_by_role("row", name=re.compile(r"masks\.zip")).get_by_role("link")
             with page.expect_download() as download:
                 link.click()

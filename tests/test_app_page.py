@@ -124,6 +124,20 @@ def test_backward_tracking_counts_what_it_tracks(tab):
     assert status(views[-1]) == "Tracked 3 frames backward from frame 3: frames 0-2."
 
 
+def test_the_tab_is_never_left_busy(tab):
+    h, req, ws = tab
+    h.click("Positive click", None, None, select(80, 60), req)
+    with pytest.raises(gr.Error, match="outside the video"):
+        list(h.track("forward", 99, False, None, None, req))  # refused before the first frame
+    assert not ws.busy
+    views = h.track("forward", 11, False, None, None, req)
+    next(views)
+    assert ws.busy
+    views.close()  # the page went away (or Gradio cancelled the event) in the middle of the pass
+    assert not ws.busy and ws.session.status.state == "idle"
+    assert "Object 1: 1 click(s) on frame 0" in status(h.click("Positive click", None, None, select(30, 30), req))
+
+
 def test_a_single_frame_and_the_upload_box(server, tmp_path):  # noqa: F811
     demo, _ = server
     h, req = demo.handlers, gr.Request(session_hash="single-frame")

@@ -34,7 +34,7 @@ GESTURES_JS = r"""
   // The box being dragged, drawn over the image until the mouse is released (the page then shows it).
   const band = document.createElement("div");
   band.id = "samtrack-band";
-  band.style.cssText = "position:fixed;display:none;pointer-events:none;z-index:1000;" +
+  band.style.cssText = "position:fixed;display:none;pointer-events:none;z-index:1000;box-sizing:border-box;" +
     "border:2px dashed #fff;outline:1px solid #000;background:rgba(255,255,255,0.12)";
   document.body.appendChild(band);
   const draw = (img, a, b) => {

@@ -99,7 +99,8 @@ class Handlers:
         the toast, kept for the status line (`failed`). Nothing else escapes a handler."""
         try:
             yield
-        except gr.Error:
+        except gr.Error as exc:
+            ws.error = str(exc.message)
             raise
         except SamtrackError as exc:
             raise self._error(ws, str(exc)) from exc
@@ -202,9 +203,9 @@ class Handlers:
         """Open an uploaded video or zip of frames in this tab: (upload box, *view). The upload box is
         cleared: the status and the frame's caption name what is open."""
         ws = self.ws(request)
-        if not upload:
-            raise gr.Error("choose a video or a zip of frames to upload")
         with self.errors(ws), ws.lock:
+            if not upload:
+                raise InputError("choose a video or a zip of frames to upload")
             try:
                 return (None, *self._open(ws, upload, Path(upload).name, fps))
             finally:
@@ -404,14 +405,14 @@ class Handlers:
         (right click), {"kind": "box", "box": [x0, y0, x1, y1]} (drag), {"kind": "select", "id": N} (a row
         of the object list)."""
         ws = self.ws(request)
-        try:
-            event = json.loads(data)
-            kind = event["kind"]
-            key = {"negative": "point", "box": "box", "select": "id"}[kind]
-            values = [float(v) for v in np.atleast_1d(event[key])]
-        except (ValueError, KeyError, TypeError):
-            raise gr.Error(f"unknown gesture {messages.escape(str(data))!r}") from None
         with self.errors(ws), ws.lock:
+            try:
+                event = json.loads(data)
+                kind = event["kind"]
+                key = {"negative": "point", "box": "box", "select": "id"}[kind]
+                values = [float(v) for v in np.atleast_1d(event[key])]
+            except (ValueError, KeyError, TypeError):
+                raise InputError(f"unknown gesture {data!r}") from None
             if kind == "select":
                 return self.view(ws, self._select(ws, int(values[0])))
             ws.require_idle()

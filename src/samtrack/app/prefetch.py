@@ -60,6 +60,7 @@ class Prefetcher:
         self._pending: dict[int, tuple[Workspace, Any, int, float]] = {}  # id(ws) -> (ws, session, frame, due)
         self._wake = threading.Condition()
         self._stopped = False
+        self._encoding = False
         self._thread = threading.Thread(target=self._run, name="samtrack-prefetch", daemon=True)
         self._thread.start()
 
@@ -71,6 +72,12 @@ class Prefetcher:
         with self._wake:
             self._pending[id(ws)] = (ws, ws.session, ws.frame, time.monotonic() + self.delay)
             self._wake.notify()
+
+    @property
+    def idle(self) -> bool:
+        """Whether no request waits and no encode runs."""
+        with self._wake:
+            return not self._pending and not self._encoding
 
     def forget(self, ws: Workspace) -> None:
         with self._wake:
@@ -93,6 +100,7 @@ class Prefetcher:
                     wait = due - time.monotonic()
                     if wait <= 0 and self.heavy.running == 0:
                         del self._pending[key]
+                        self._encoding = True
                         return ws, session, frame
                     timeout = wait if wait > 0 else self.delay  # a heavy job ends without telling: look again
                 self._wake.wait(timeout)
@@ -100,17 +108,23 @@ class Prefetcher:
 
     def _run(self) -> None:
         while (item := self._next()) is not None:
-            ws, session, frame = item
-            if not ws.models_lock.acquire(blocking=False):
-                continue  # a prompt is using the segmenter now: it encodes what it needs itself
             try:
-                if ws.session is not session or ws.frame != frame or ws.busy or not self.ready(session):
-                    continue  # the tab moved on, or this frame is left to the click
-                started = time.perf_counter()
-                session.models.segmenter.prepare(session.frame(frame))
-                if self.done is not None:
-                    self.done(ws, frame, time.perf_counter() - started)
-            except Exception:  # a background nicety: the click reports any real problem
-                log.debug("background encode of frame %d failed", frame, exc_info=True)
+                self._encode(*item)
             finally:
-                ws.models_lock.release()
+                with self._wake:
+                    self._encoding = False
+
+    def _encode(self, ws: Workspace, session: Any, frame: int) -> None:
+        if not ws.models_lock.acquire(blocking=False):
+            return  # a prompt is using the segmenter now: it encodes what it needs itself
+        try:
+            if ws.session is not session or ws.frame != frame or ws.busy or not self.ready(session):
+                return  # the tab moved on, or this frame is left to the click
+            started = time.perf_counter()
+            session.models.segmenter.prepare(session.frame(frame))
+            if self.done is not None:
+                self.done(ws, frame, time.perf_counter() - started)
+        except Exception:  # a background nicety: the click reports any real problem
+            log.debug("background encode of frame %d failed", frame, exc_info=True)
+        finally:
+            ws.models_lock.release()
