@@ -124,6 +124,16 @@ def test_backward_tracking_counts_what_it_tracks(tab):
     assert status(views[-1]) == "Tracked 3 frames backward from frame 3: frames 0-2."
 
 
+def test_a_continued_pass_counts_its_own_frames(tab):
+    h, req, ws = tab
+    h.click("Positive click", None, None, select(80, 60), req)
+    list(h.track("forward", 3, False, None, None, req))
+    assert ws.frame == 3
+    views = list(h.track("forward", 6, False, None, None, req))  # goes on with the tracker's memory
+    assert [status(v).split("(")[1].split(",")[0] for v in views[:-1]] == ["1/3", "2/3", "3/3"]
+    assert status(views[-1]) == "Tracked 3 frames forward from frame 3: frames 4-6."
+
+
 def test_the_tab_is_never_left_busy(tab):
     h, req, ws = tab
     h.click("Positive click", None, None, select(80, 60), req)

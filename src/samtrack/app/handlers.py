@@ -582,16 +582,18 @@ class Handlers:
                         pass  # a background encode of this tab ends first: a pass may use the segmenter
                     start, backward = ws.frame, direction == "backward"
                     last = (0 if backward else len(s) - 1) if end is None or end < 0 else int(end)
-                    done, seen, t0 = 0, [], time.perf_counter()
+                    done, total, seen, t0 = 0, 0, [], time.perf_counter()
                     frames = s.iter_propagate(start, last, direction="backward" if backward else "forward",
                                               discover=bool(discover))
                     try:
                         for r in frames:
+                            if not done:  # the frames this pass makes: the session counts a continued
+                                st = s.status  # forward pass from its timeline's start
+                                total = st.total - st.done + 1
                             done += 1
                             seen.append(r.index)
                             ws.frame = r.index
                             ws.note(r.index, r.objects)
-                            total = max(s.status.total, done)
                             progress((done, total), desc="tracking")
                             rate = done / (time.perf_counter() - t0)
                             yield self.view(ws, f"Tracking {direction}: frame {r.index} ({done}/{total}, "

@@ -5,7 +5,8 @@
 
 Heavy work (propagation, segment everything, text, audio, outputs) shares one queue slot across all
 users (`concurrency_id="heavy"`); clicks and navigation run on their own slots, so they stay responsive
-while another tab tracks.
+while another tab tracks. Every action that fails puts its message in the status line too (a
+`.failure` event), so the message stays after the toast fades and no error badge hides the status.
 """
 
 from __future__ import annotations
