@@ -100,6 +100,14 @@ def test_the_tracker_list_says_what_is_on_disk_and_what_a_choice_downloads(offli
     assert tracker_choices(str(custom), None)[0] == (f"{custom} (on disk)", str(custom))
 
 
+def test_the_tracker_is_one_of_the_list(server, small_mp4):  # noqa: F811
+    _, url = server
+    c = client(url)
+    c.predict(handle_file(str(small_mp4)), 30, api_name="/open_video")
+    with pytest.raises(Exception, match="not in the list of choices"):
+        settings(c, "/etc/passwd")  # a web user cannot point the server at files of its own
+
+
 def test_errors_shown_on_the_page_are_escaped_and_name_no_server_paths(server, tmp_path):  # noqa: F811
     demo, url = server
     c = client(url)

@@ -47,8 +47,9 @@ def setting_widget(path: str, settings: Settings, label: str | None = None) -> g
     value, info = settings.get(path), f.metadata["help"]
     label = label or path
     if path == "tracker.model":
+        # Only the listed trackers: a web user must not make the server load or fetch a path or repo of their own.
         return gr.Dropdown(tracker_choices(value, settings.tracker.checkpoint), value=value, label="Tracker",
-                           info="'(downloads N MB)': tracking fetches it first", allow_custom_value=True)
+                           info="'(downloads N MB)': tracking fetches it first")
     if f.metadata.get("choices"):
         return gr.Radio(list(f.metadata["choices"]), value=value, label=label, info=info)
     if isinstance(value, bool):

@@ -32,7 +32,8 @@ def weights_banner(settings: Settings) -> str:
     missing = missing_weights(settings)
     if not missing:
         return ""
-    return (f"**Weights missing:** {', '.join(missing)}. Prompts and tracking need them: fetch them with "
+    return (f"**Weights missing:** {', '.join(f'`{name}`' for name in missing)}. Prompts and tracking need them: "
+            "fetch them with "
             f"`samtrack download {' '.join(missing)}` on a machine with internet access (or pass local paths "
             "with `--segmenter` / `--checkpoint`), then restart `samtrack app`.")
 
