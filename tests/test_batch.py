@@ -203,7 +203,7 @@ def test_manifest_rows_name_inputs_and_override_what_to_track(tmp_path):
 
 
 def test_batch_reports_usage_errors_in_one_line(tmp_path, capsys):
-    assert cli.main(["batch", str(tmp_path / "x.mp4"), "--out", str(tmp_path), "--workers", "0"]) == 1
+    assert cli.main(["batch", str(tmp_path / "x.mp4"), "--out", str(tmp_path), "--workers", "0"]) == 2
     assert "--workers must be at least 1" in capsys.readouterr().err
     (tmp_path / "m.jsonl").write_text("[1]\n")
     assert cli.main(["batch", str(tmp_path / "m.jsonl"), "--out", str(tmp_path)]) == 1

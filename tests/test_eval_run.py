@@ -81,14 +81,14 @@ def test_run_with_simulated_clicks_starts_from_the_segmenters_mask(tmp_path, tin
 
 def test_run_rejects_bad_requests(tmp_path, capsys):
     root = _small_davis(tmp_path / "davis", n_frames=1)
-    for argv, message in [
-        (["--run", str(root), "--sequences", "nope"], "no annotated sequence nope"),
-        (["--run", str(tmp_path), "--out", str(tmp_path / "o")], "not a DAVIS root"),
-        (["--run", str(root), "--init", "clicks:0"], "clicks:N"),
-        ([str(tmp_path), str(tmp_path), "--run", str(root)], "either PRED_DIR GT_DIR, or --run"),
-        ([str(tmp_path)], "give PRED_DIR and GT_DIR"),
+    for argv, message, code in [
+        (["--run", str(root), "--sequences", "nope"], "no annotated sequence nope", 1),
+        (["--run", str(tmp_path), "--out", str(tmp_path / "o")], "not a DAVIS root", 1),
+        (["--run", str(root), "--init", "clicks:0"], "clicks:N", 1),
+        ([str(tmp_path), str(tmp_path), "--run", str(root)], "either PRED_DIR GT_DIR, or --run", 2),  # usage
+        ([str(tmp_path)], "give PRED_DIR and GT_DIR", 2),
     ]:
-        assert main(["eval", *argv]) == 1
+        assert main(["eval", *argv]) == code
         assert message in capsys.readouterr().err
 
 

@@ -318,7 +318,7 @@ def test_input_identity_tells_an_edited_video_apart(tmp_path):
 def test_negative_only_clicks_are_refused_before_anything_loads(clip, tmp_path, capsys, prompt, says):
     out = tmp_path / "run"
     code, said = run_cli(track(clip, out, "--segmenter", str(tmp_path / "no-sam"), *prompt), capsys)
-    assert code == 1 and said.count("\n") == 1 and says in said, said
+    assert code == 2 and said.count("\n") == 1 and says in said, said  # a usage error
     assert not out.exists()
 
 
@@ -332,7 +332,7 @@ def test_prompt_files_that_cannot_make_an_object_are_refused(clip, tmp_path, cap
     out = tmp_path / "run"
     prompts = prompts_file(tmp_path / "p", [entry])
     code, said = run_cli(track(clip, out, "--segmenter", str(tmp_path / "no-sam"), prompts=prompts), capsys)
-    assert code == 1 and said.count("\n") == 1 and says in said, said
+    assert code == 2 and said.count("\n") == 1 and says in said, said  # a usage error
     assert not out.exists()
 
 

@@ -141,7 +141,7 @@ def test_cli_models_and_download(cache, file_server, monkeypatch, capsys):
     _register(monkeypatch, spec)
     assert cli.main(["--quiet", "download", "test-cli"]) == 0
     assert Path(cache / "cli.pth").read_bytes() == b"abc"
-    assert cli.main(["download", "no-such-model"]) == 1
+    assert cli.main(["download", "no-such-model"]) == 2  # a usage error
     assert "unknown model 'no-such-model'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as usage:
         cli.main(["download"])
@@ -160,7 +160,7 @@ def test_ensure_available_reports_every_missing_model_at_once(cache, tmp_path, m
         registry.ensure_available([(str(local), "tracker")])
     with pytest.raises(ModelError) as err:
         registry.ensure_available([("r50-deaotl", "tracker"), ("sam-vit-b", "segmenter")])
-    assert "samtrack download r50-deaotl" in str(err.value) and "samtrack download sam-vit-b" in str(err.value)
+    assert "samtrack download r50-deaotl sam-vit-b" in str(err.value) and " | " not in str(err.value)
 
 
 def test_sam3_serves_three_kinds_and_lite_text_detectors_are_listed(capsys):

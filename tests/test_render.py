@@ -93,9 +93,9 @@ def test_missing_mask_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFix
 def test_bad_options_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     frames, masks = linked_subset(tmp_path, 2)
     out = str(tmp_path / "o")
-    assert main(["render", str(frames), str(masks), "--out", out, "--labels", "{not json"]) == 1
-    assert main(["render", str(frames), str(masks), "--out", out, "--labels", '{"swan": "1"}']) == 1
-    assert main(["render", str(frames), str(masks), "--out", out, "--alpha", "2"]) == 1
+    assert main(["render", str(frames), str(masks), "--out", out, "--labels", "{not json"]) == 2  # usage errors
+    assert main(["render", str(frames), str(masks), "--out", out, "--labels", '{"swan": "1"}']) == 2
+    assert main(["render", str(frames), str(masks), "--out", out, "--alpha", "2"]) == 2
     assert main(["render", str(frames), str(tmp_path / "nowhere"), "--out", out]) == 1
     small = tmp_path / "small"
     save_id_mask(small / "00000.png", np.zeros((48, 85), np.uint8))

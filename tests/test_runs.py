@@ -241,7 +241,7 @@ def test_bad_prompts_are_refused_before_anything_is_written(clip, tmp_path, caps
     out = tmp_path / "run"
     # No segmenter weights exist: the prompts are checked before any model is looked for or loaded.
     code, said = run_cli(track(clip, out, "--segmenter", str(tmp_path / "no-sam"), *extra, prompts=bad), capsys)
-    assert code == 1 and said.count("\n") == 1, said
+    assert code == 2 and said.count("\n") == 1, said  # a usage error
     assert re.search(says, said), said
     assert not out.exists()
     fixed = prompts_file(tmp_path / "fixed", [{"frame": 0, "mask": swan(0)}])
@@ -266,7 +266,7 @@ def test_out_that_is_a_file_is_named(clip, swan_prompts, tmp_path, capsys):
 def test_prompt_file_mistakes_name_the_file_and_the_prompt(clip, tmp_path, capsys, text, says):
     (tmp_path / "prompts.yaml").write_text(text)
     code, said = run_cli(track(clip, tmp_path / "run", prompts=tmp_path / "prompts.yaml"), capsys)
-    assert code == 1 and said.count("\n") == 1, said
+    assert code == 2 and said.count("\n") == 1, said
     assert re.search(says, said), said
     assert "Error" not in said and not (tmp_path / "run").exists()
 

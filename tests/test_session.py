@@ -207,7 +207,7 @@ def test_cli_tracks_mask_prompts_without_any_segmenter(frames_dir, gt_small, tmp
 def test_cli_track_reports_usage_and_input_errors(tmp_path, capsys):
     assert cli.main(["track", str(tmp_path / "missing.mp4"), "--auto", "--out", str(tmp_path / "o")]) == 1
     assert "missing.mp4" in capsys.readouterr().err
-    assert cli.main(["track", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
+    assert cli.main(["track", str(tmp_path), "--out", str(tmp_path / "o")]) == 2  # nothing to track: usage
     with pytest.raises(SystemExit) as usage:
         cli.main(["track", "x.mp4", "--out", "o", "--click", "12"])
     assert usage.value.code == 2

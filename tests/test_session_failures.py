@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from samtrack.errors import ModelError
+from samtrack.tracking import prompts as P
 from samtrack.tracking.session import Session
 from samtrack.tracking.settings import Settings, TrackerSettings
 
@@ -114,4 +115,39 @@ def test_a_full_disk_when_a_pass_saves_its_state_says_what_is_saved(blackswan_sm
         s.propagate(0)
     assert s.status.state == "idle"
     monkeypatch.setattr(RunState, "save", real)
+    s.close()
+
+
+def test_samtrack_0_1_names_still_work_and_warn(blackswan_small, tmp_path):
+    import samtrack
+
+    frames, swan = blackswan_small
+
+    class Still:
+        precision = "fp32"
+
+        def reset(self):
+            pass
+
+        def add_reference(self, frame, ids):
+            self.ids = ids
+
+        def track(self, frame, return_logits=False):
+            return self.ids
+
+        def update_memory(self, ids):
+            pass
+
+    with pytest.warns(DeprecationWarning, match="load_tracker"):
+        assert samtrack.load_propagator is samtrack.load_tracker
+    s = Session(frames, tmp_path / "run", Settings(), tracker=Still())
+    s.add_object(0, mask=swan)
+    s.add_object(3, mask=swan)
+    with pytest.warns(DeprecationWarning, match="propagate"):
+        s.track_prompts({0: [P.make_prompt(0, mask=swan)]}, end=4)
+    with pytest.warns(DeprecationWarning, match="backward"):
+        s.propagate_backward(3, objects=[3])
+    with pytest.warns(DeprecationWarning, match="resume"):
+        assert s.resume()
+    assert [i for i in range(len(s)) if s.mask(i).any()] == [0, 1, 2, 3, 4]
     s.close()

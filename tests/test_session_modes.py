@@ -259,3 +259,17 @@ def test_sessions_interleaved_on_two_videos_equal_separate_runs(tmp_path):
     for s in threaded:
         s.close()
     assert [masks(tmp_path / "t0"), masks(tmp_path / "t1")] == alone
+
+
+def test_automatic_mode_from_a_later_start_frame_discovers_there(blackswan_small, tmp_path):
+    """`track --auto --start 3`: the first frame of the pass is a key frame even when it is not a multiple
+    of sam_gap; later key frames stay on multiples of sam_gap (SAM-Track's)."""
+    frames, _ = blackswan_small
+    segments = np.zeros((120, 213), np.uint8)
+    segments[10:40, 10:40] = 1
+    s = Session(frames, tmp_path / "run", Settings(sam_gap=4, min_area=4), segmenter=BoxSegmenter(segments),
+                tracker=StillTracker())
+    s.propagate(3, discover=True)
+    s.close()
+    assert [(o.prompt["kind"], o.frame) for o in s.objects.values()] == [("everything", 3)]
+    assert not s.mask(2).any() and s.mask(5).any()  # frames before the start are left alone

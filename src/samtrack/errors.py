@@ -8,8 +8,17 @@ class SamtrackError(Exception):
     """
 
 
+class UsageError(SamtrackError):
+    """A command that cannot be right whatever its input holds: a prompt outside the video or the frame,
+    an option value out of range, an unknown model name. The CLI exits with 2 for these (1 otherwise)."""
+
+
 class InputError(SamtrackError):
     """A frame source, mask file or prompt that cannot be used."""
+
+
+class PromptError(InputError, UsageError):
+    """A prompt, frame number or option value that does not fit the input (or any input)."""
 
 
 class OutputError(InputError):
@@ -23,3 +32,7 @@ class OutputError(InputError):
 
 class ModelError(SamtrackError):
     """Missing, wrong or corrupt model weights."""
+
+
+class UnknownModelError(ModelError, UsageError):
+    """A model name that is neither in the registry, a hub id nor an existing path."""

@@ -9,7 +9,7 @@ import signal
 import tempfile
 from pathlib import Path
 
-from samtrack.errors import InputError
+from samtrack.errors import PromptError
 from samtrack.tracking import settings
 
 
@@ -19,8 +19,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Serve the web app (Gradio) on this machine: upload a video, prompt objects with clicks, "
                     "boxes, brush strokes, text or sound on any frame, track them with a live preview, roll back "
                     "and fix, download masks and overlays. Binds 127.0.0.1 unless --host says otherwise; no "
-                    "share links, no analytics.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "share links, no analytics.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=7860, help="port (0: any free port)")
     p.add_argument("--max-upload", default="2gb", help="largest upload (e.g. 500mb, 2gb)")
@@ -40,7 +39,7 @@ def _stop_on_sigterm() -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.max_frames < 1:
-        raise InputError(f"--max-frames must be >= 1, got {args.max_frames}")
+        raise PromptError(f"--max-frames must be >= 1, got {args.max_frames}")
     _stop_on_sigterm()
     # One folder for everything the app writes: the tabs' work and Gradio's upload cache; removed on exit.
     root = Path(tempfile.mkdtemp(prefix="samtrack-app-"))

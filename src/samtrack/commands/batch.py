@@ -13,8 +13,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Run `samtrack track` over many inputs with workers that load the models once. Each input "
                     "goes to DIR/<name>/ (the same outputs as `track`); DIR/batch.jsonl records every input's "
                     "status, timings and error. Running the same command again skips finished inputs and "
-                    "resumes partial ones. Automatic mode unless prompts are given.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "resumes partial ones. Automatic mode unless prompts are given.")
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="video files, folders of frames, or manifests (.csv / .jsonl: input, name, prompts, "
                         "text, auto per row)")
@@ -39,14 +38,14 @@ def run(args: argparse.Namespace) -> int:
     from samtrack.batch.inputs import collect_inputs
     from samtrack.batch.report import BatchProgress, table
     from samtrack.batch.runner import Resources, run_batch
-    from samtrack.errors import InputError
+    from samtrack.errors import PromptError
 
     if args.workers is not None and args.workers < 1:
-        raise InputError(f"--workers must be at least 1, got {args.workers}")
+        raise PromptError(f"--workers must be at least 1, got {args.workers}")
     if args.retries < 0:
-        raise InputError(f"--retries must be 0 or more, got {args.retries}")
+        raise PromptError(f"--retries must be 0 or more, got {args.retries}")
     if args.gpus_per_worker > 0 and args.device == "cpu":
-        raise InputError("--gpus-per-worker reserves GPUs the models would not use: add --device cuda")
+        raise PromptError("--gpus-per-worker reserves GPUs the models would not use: add --device cuda")
     if not (args.auto or args.prompts or args.audio or getattr(args, "prompt_items", None)):
         args.auto = True  # a batch segments everything unless told what to track
     job = track.job_from_args(args, input="", out=args.out)  # the base job; each input replaces its own parts

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from samtrack.errors import InputError
+from samtrack.errors import InputError, PromptError
 from samtrack.eval.davis import EvalReport, evaluate, find_sequences
 from samtrack.eval.report import format_table, summary_line, to_csv, to_json
 from samtrack.eval.vos import count_frames, dataset_sequences, parse_init, run_semi_supervised
@@ -51,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "from simulated clicks, --init clicks:N) and propagates it.",
     )
     p.add_argument("pred_dir", type=Path, nargs="?", metavar="PRED_DIR",
-                   help="predictions: one folder of PNG masks per sequence, or one sequence folder")
+                   help="predictions: one folder of PNG masks per sequence, one sequence folder, or a samtrack run directory "
+                        "(its masks/)")
     p.add_argument("gt_dir", type=Path, nargs="?", metavar="GT_DIR",
                    help="ground truth in the same layout (a DAVIS root also works)")
     p.add_argument("--sequences", type=_names, metavar="A,B,...",
@@ -78,7 +79,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "--segmenter (each at the centre of the largest remaining error); default: gt")
     r.add_argument("--segmenter", default="sam-vit-b",
                    help="segmenter for --init clicks:N (name or path; default: sam-vit-b)")
-    r.add_argument("--device", default="cpu", help="torch device for the models: cpu (default), cuda, mps")
+    r.add_argument("--device", default="auto", help="torch device for the models: auto (default: cuda, then mps, "
+                   "then cpu), cpu, cuda, mps")
     r.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                    help="tracker and segmenter precision (auto: fp16 on CUDA, bf16 on CPUs where it is faster, "
                         "else fp32; fp32 is exact)")
@@ -133,10 +135,10 @@ def _run_and_score(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.run is not None:
         if args.pred_dir is not None:
-            raise InputError("give either PRED_DIR GT_DIR, or --run DAVIS_ROOT (its predictions go to --out)")
+            raise PromptError("give either PRED_DIR GT_DIR, or --run DAVIS_ROOT (its predictions go to --out)")
         _run_and_score(args)
     elif args.pred_dir is None or args.gt_dir is None:
-        raise InputError("give PRED_DIR and GT_DIR to score, or --run DAVIS_ROOT to track and score")
+        raise PromptError("give PRED_DIR and GT_DIR to score, or --run DAVIS_ROOT to track and score")
     else:
         score_and_report(args, args.pred_dir, args.gt_dir, args.sequences)
     return 0

@@ -11,7 +11,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from samtrack.errors import InputError, OutputError, SamtrackError
+from samtrack.errors import InputError, OutputError, PromptError, SamtrackError
 from samtrack.io.atomic import DISK_FULL
 from samtrack.io.masks import MAX_ID, load_id_mask
 from samtrack.io.outputs import MASKS_DIR, RunWriter
@@ -48,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--show-ids", action="store_true", help="write each object's id on the overlay")
     p.add_argument("--fps", type=float,
                    help="frame rate of the outputs (default: the video's own, 30 for image folders)")
+    p.add_argument("--covered", action="store_true",
+                   help="render only the frames that have a mask (e.g. those a partial run covers); the outputs "
+                        "and run.json say which")
     p.add_argument("--no-video", action="store_true", help="skip overlay.mp4")
     p.add_argument("--no-gif", action="store_true", help="skip overlay.gif")
     p.add_argument("--force", action="store_true",
@@ -65,27 +68,34 @@ def parse_labels(spec: str | None) -> dict[int, Any]:
         text = path.read_text(encoding="utf-8") if path.is_file() else spec
         data = json.loads(text)
     except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f'--labels must be JSON like \'{{"1": "swan"}}\' or a JSON file: {exc}') from exc
+        raise PromptError(f'--labels must be JSON like \'{{"1": "swan"}}\' or a JSON file: {exc}') from exc
     if not isinstance(data, dict):
-        raise InputError('--labels must map object ids to labels, e.g. \'{"1": "swan"}\'')
+        raise PromptError('--labels must map object ids to labels, e.g. \'{"1": "swan"}\'')
     labels: dict[int, Any] = {}
     for key, value in data.items():
         if not str(key).isdigit() or not 1 <= int(key) <= MAX_ID:
-            raise InputError(f"--labels: {key!r} is not an object id (1..{MAX_ID})")
+            raise PromptError(f"--labels: {key!r} is not an object id (1..{MAX_ID})")
         if not isinstance(value, (str, dict)):
-            raise InputError(f"--labels: the label of object {key} must be a string")
+            raise PromptError(f"--labels: the label of object {key} must be a string")
         labels[int(key)] = value
     return labels
 
 
-def _mask_files(source: FrameSource, masks_dir: Path) -> list[Path]:
+def _mask_files(source: FrameSource, masks_dir: Path, covered: bool) -> list[tuple[int, Path]]:
+    """(frame index, mask file) of every frame; with `covered`, of the frames that have a mask."""
     if not masks_dir.is_dir():
         raise InputError(f"mask folder not found: {masks_dir}")
-    files = [masks_dir / f"{name}.png" for name in source.names]
-    missing = [f.name for f in files if not f.is_file()]
+    files = [(i, masks_dir / f"{name}.png") for i, name in enumerate(source.names)]
+    present = [(i, f) for i, f in files if f.is_file()]
+    if covered:
+        if not present:
+            raise InputError(f"no frame has a mask in {masks_dir}; masks must be PNGs named like the frames")
+        return present
+    missing = [f.name for _, f in files if not f.is_file()]
     if missing:
         raise InputError(f"{len(missing)} of {len(files)} frames have no mask in {masks_dir} (first missing: "
-                         f"{', '.join(missing[:5])}); masks must be PNGs named like the frames")
+                         f"{', '.join(missing[:5])}); masks must be PNGs named like the frames (render only the "
+                         "frames that have one, e.g. those a partial run covers, with --covered)")
     return files
 
 
@@ -126,13 +136,14 @@ def _claim(out: Path, identity: dict, *, force: bool, in_place: bool) -> RenderR
     return RenderRecord(identity)
 
 
-def _copy_masks(run: RunWriter, files: list[Path], record: RenderRecord, quiet: bool) -> tuple[int, int]:
+def _copy_masks(run: RunWriter, files: list[tuple[int, Path]], record: RenderRecord,
+                quiet: bool) -> tuple[int, int]:
     """Normalise the input masks into run/masks, reusing those this render wrote from the same content;
     return (written, reused). The record lists a mask only once its file is on disk."""
     written = reused = 0
     handed: dict[int, str] = {}  # frame -> digest of its input mask, given to the writer
     try:
-        for i, src in enumerate(tqdm(files, desc="masks", unit="frame", disable=quiet)):
+        for i, src in tqdm(files, desc="masks", unit="frame", disable=quiet):
             name, dst = run.source.names[i], run.mask_path(i)
             digest = file_sha256(src)
             if record.reusable(name, digest, dst):
@@ -159,9 +170,9 @@ def _copy_masks(run: RunWriter, files: list[Path], record: RenderRecord, quiet: 
     return written, reused
 
 
-def _in_place_record(run: RunWriter, files: list[Path], record: RenderRecord) -> None:
+def _in_place_record(run: RunWriter, files: list[tuple[int, Path]], record: RenderRecord) -> None:
     """Record masks rendered where they are (MASKS is the run's own masks/ folder)."""
-    for i, path in enumerate(files):
+    for i, path in files:
         digest = file_sha256(path)
         if record.masks.get(run.source.names[i], [None])[0] != digest:
             record.add(run.source.names[i], digest, path)
@@ -179,14 +190,14 @@ def _space_hint(exc: OutputError, masks: Path, outputs: bool) -> OutputError:
 
 def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.alpha <= 1.0:
-        raise InputError(f"--alpha must be between 0 and 1, got {args.alpha}")
+        raise PromptError(f"--alpha must be between 0 and 1, got {args.alpha}")
     if args.fps is not None and args.fps <= 0:
-        raise InputError(f"--fps must be positive, got {args.fps}")
+        raise PromptError(f"--fps must be positive, got {args.fps}")
     labels = parse_labels(args.labels)
     started = time.perf_counter()
     with open_source(args.frames, fps=args.fps) as source:
         masks_dir = Path(args.masks)
-        files = _mask_files(source, masks_dir)
+        files = _mask_files(source, masks_dir, args.covered)
         identity = input_identity(source)
         lock = RunLock.open(args.out)
         try:
@@ -212,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
                         timings={"masks_s": round(masks_s, 3)},
                         alpha=args.alpha, contours=not args.no_contours, draw_labels=args.draw_labels,
                         show_ids=args.show_ids, video=not args.no_video, gif=not args.no_gif,
-                        progress=not args.quiet)
+                        frames=[i for i, _ in files], progress=not args.quiet)
                 except OutputError as exc:
                     raise _space_hint(exc, run_dir.masks_dir, outputs=True) from exc
         except BaseException:

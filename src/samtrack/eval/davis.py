@@ -150,9 +150,12 @@ def evaluate_sequence(
     missing = [frame for frame in scored if not (pred_dir / frame).is_file()]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        present = next((k for k, frame in enumerate(frames) if not (pred_dir / frame).is_file()), len(frames))
+        hint = (f"; the predictions cover the first {present} frames (a partial run?): score those with "
+                f"--max-frames {present}" if present >= 3 else "")
         raise InputError(
             f"prediction missing for frame {missing[0]}{more} of sequence {name}: expected "
-            f"{pred_dir / missing[0]} (one mask per annotated frame, same file name)"
+            f"{pred_dir / missing[0]} (one mask per annotated frame, same file name){hint}"
         )
     run = executor.map if executor else map
     loaded = list(run(_load_with_histogram, [gt_dir / frame for frame in frames]))
@@ -189,6 +192,8 @@ def evaluate(
     pred_root = Path(pred_root)
     if not pred_root.is_dir():
         raise InputError(f"prediction folder {pred_root} does not exist")
+    if (pred_root / "masks").is_dir() and any((pred_root / name).is_file() for name in ("run.json", "session.json")):
+        pred_root = pred_root / "masks"  # a samtrack run directory: its masks are the predictions
     names = list(sequences) if sequences else list(gt_sequences)
     unknown = [n for n in names if n not in gt_sequences]
     if unknown:

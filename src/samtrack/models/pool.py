@@ -69,6 +69,21 @@ class ModelPool:
         return weights.tracker(MemoryOptions(t.long_term_mem_gap, t.max_len_long_term, t.num_memory_frames,
                                              t.max_conditioning_frames))
 
+    def concept_tracker(self, settings: Settings, categories: str) -> Any:
+        """A new concept tracker (SAM 3 detect-and-track of `categories`) over the shared weights, or None
+        when the settings' tracker cannot detect by itself."""
+        from samtrack.models.trackers import load_concept_weights, tracks_concepts
+
+        s, t = settings, settings.tracker
+        if not tracks_concepts(t.model, t.checkpoint):
+            return None
+        from samtrack.models.sam3.concept import ConceptTracker
+
+        weights = self._get(("concept", *s.load_key("tracker")[1:]),
+                            lambda: load_concept_weights(t.model, t.checkpoint, s.device, s.precision))
+        return ConceptTracker(weights, categories, detection_threshold=s.detector.score_threshold,
+                              mask_threshold=s.detector.mask_threshold, max_objects=s.max_obj_num)
+
     def detector(self, settings: Settings) -> Any:
         """The shared text detector, Grounding DINO or SAM 3 (it keeps no per-frame state)."""
         from samtrack.models.detectors import load_detector

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from samtrack.errors import ModelError
+from samtrack.errors import ModelError, UnknownModelError
 from samtrack.models.weights import check_checkpoint_file
 
 KINDS = ("segmenter", "tracker", "detector", "audio")
@@ -189,7 +189,7 @@ def get_spec(name: str, kind: str | None = None) -> ModelSpec:
     if spec is None:
         names = ", ".join(s.name for s in list_specs(kind))
         what = f"{kind} model" if kind else "model"
-        raise ModelError(f"unknown {what} {name!r}; known names: {names} (or give a local path)")
+        raise UnknownModelError(f"unknown {what} {name!r}; known names: {names} (or give a local path)")
     return spec
 
 
@@ -412,15 +412,20 @@ def _download_url(spec: ModelSpec, progress: bool) -> Path:
 
 def ensure_available(names_and_kinds: list[tuple[str, str]]) -> None:
     """Make sure the weights of several models are at hand (downloading what is missing), and report
-    every missing one in a single error rather than one at a time as each model loads."""
-    problems = []
+    what is missing in one message rather than one model at a time as each loads. An unknown name is
+    reported first, alone: it is a mistake in the command, not a missing download."""
+    for name, kind in names_and_kinds:
+        if not Path(name).expanduser().exists() and not _is_hub_id(name):
+            get_spec(name, kind)  # UnknownModelError, with the names there are
+    wrong: list[str] = []  # files that are not the checkpoint they should be
+    missing: list[tuple[str, str]] = []  # (model, why) for weights neither here nor downloadable
     for name, kind in names_and_kinds:
         local = Path(name).expanduser()
         if local.is_file():
             try:
                 check_checkpoint_file(local, kind)  # a wrong file is refused before any model is built
             except ModelError as exc:
-                problems.append(str(exc))
+                wrong.append(str(exc).rstrip("."))
             continue
         if local.exists():
             continue  # a directory: its loader checks it
@@ -431,6 +436,14 @@ def ensure_available(names_and_kinds: list[tuple[str, str]]) -> None:
             else:
                 resolve_file(name, spec.kind)
         except ModelError as exc:
-            problems.append(str(exc))
-    if problems:
-        raise ModelError(" | ".join(problems) if len(problems) > 1 else problems[0])
+            missing.append((spec.name if spec else name, str(exc)))
+    if len(missing) > 1:
+        names = [n for n, _ in missing]
+        wrong.append(f"the weights of {', '.join(names[:-1])} and {names[-1]} are not on this machine and could not "
+                     f"be fetched; run `samtrack download {' '.join(names)}` where there is internet access (then "
+                     "copy its caches here), or pass local paths. For each: "
+                     f"`samtrack download {names[0]}` (it names the file and where it goes)")
+    elif missing:
+        wrong.append(missing[0][1].rstrip("."))
+    if wrong:
+        raise ModelError("; ".join(wrong) + ".")

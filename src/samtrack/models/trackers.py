@@ -15,7 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
+from typing import Any
 
+from samtrack.errors import ModelError
 from samtrack.models.registry import config_model_type, find_spec
 from samtrack.models.tracker import MemoryOptions, Tracker, TrackerWeights
 
@@ -28,16 +30,24 @@ class Backend:
     families: tuple[str, ...]  # registry families it serves
     model_types: tuple[str, ...]  # config.json model_type of directories it loads
     loader: str  # "module:function(name_or_path, checkpoint, device, precision) -> TrackerWeights"
+    # Trackers that also detect text categories and track them by themselves on every frame (SAM 3):
+    # "module:function(name, checkpoint) -> bool" (can this checkpoint?) and its weights' loader.
+    concept: tuple[str, str] | None = None
 
     def load(self, name: str, checkpoint: str | Path | None, device: str, precision: str) -> TrackerWeights:
-        module, function = self.loader.split(":")
-        load: Callable[..., TrackerWeights] = getattr(import_module(module), function)
-        return load(name, checkpoint, device, precision)
+        return _function(self.loader)(name, checkpoint, device, precision)
+
+
+def _function(spec: str) -> Callable[..., Any]:
+    module, function = spec.split(":")
+    return getattr(import_module(module), function)
 
 
 BACKENDS: tuple[Backend, ...] = (
     Backend("sam3", ("sam3",), ("sam3_video", "sam3_tracker_video"),
-            "samtrack.models.sam3.loading:load_sam3_tracker_weights"),
+            "samtrack.models.sam3.loading:load_sam3_tracker_weights",
+            concept=("samtrack.models.sam3.loading:serves_concept",
+                     "samtrack.models.sam3.loading:load_sam3_concept_weights")),
     Backend("sam2video", ("sam2", "edgetam"), ("sam2_video", "sam2", "edgetam_video", "edgetam"),
             "samtrack.models.sam2video.loading:load_sam2_video_weights"),
     Backend("deaot", ("deaot", "aot"), (), "samtrack.models.deaot.tracker:load_deaot_weights"),
@@ -69,6 +79,23 @@ def load_tracker_weights(name: str, checkpoint: str | Path | None = None, device
                          precision: str = "auto") -> TrackerWeights:
     """Load a tracker's weights once, to make any number of trackers from (see :func:`load_tracker`)."""
     return backend_of(name, checkpoint).load(name, checkpoint, device, precision)
+
+
+def tracks_concepts(name: str, checkpoint: str | Path | None = None) -> bool:
+    """Whether this tracker can detect text categories and track them by itself on every frame (SAM 3's
+    concept tracking), so automatic mode by text needs no detector on key frames."""
+    backend = backend_of(name, checkpoint)
+    return backend.concept is not None and _function(backend.concept[0])(str(checkpoint or name))
+
+
+def load_concept_weights(name: str, checkpoint: str | Path | None = None, device: str = "cpu",
+                         precision: str = "auto") -> Any:
+    """The weights of a tracker's concept mode (see :func:`tracks_concepts`), to make concept trackers from."""
+    backend = backend_of(name, checkpoint)
+    if backend.concept is None:
+        raise ModelError(f"the tracker {name!r} does not detect and track text categories by itself; use SAM 3 "
+                         "(--tracker sam3)")
+    return _function(backend.concept[1])(name, checkpoint, device, precision)
 
 
 def load_tracker(name: str, checkpoint: str | Path | None = None, device: str = "cpu",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from samtrack.errors import InputError, SamtrackError
+from samtrack.errors import InputError, PromptError, SamtrackError
 from samtrack.io.sources import open_source
 from samtrack.models import registry
 from samtrack.models.pool import ModelPool
@@ -37,6 +37,7 @@ class TrackJob:
     discover: bool = False  # with prompts: key frames every sam_gap frames add new objects too
     audio: bool = False
     backward: bool = False
+    start: int | None = None  # first frame to process (None: 0)
     end: int | None = None
     fps: float | None = None  # frame rate of an image-folder input
     video: bool = True
@@ -45,6 +46,7 @@ class TrackJob:
     force: bool = False  # write into a non-empty directory that holds no run
     allow_changes: bool = False  # a resume may change settings, prompts not reached yet and the end frame
     init_from: str | None = None  # annotations (COCO file or DAVIS-style folder) whose masks are prompts too
+    exports: tuple[str, ...] = ()  # formats to export the finished run to, into <out>/exports/ (samtrack export)
 
     @classmethod
     def build(cls, input: str, out: str, settings: Settings, prompts: P.Prompts, *, auto: bool = False,
@@ -56,20 +58,31 @@ class TrackJob:
         if auto:
             texts = [p.caption for items in prompts.values() for p in items if isinstance(p, P.Text)]
             if len(texts) != sum(len(items) for items in prompts.values()) or options.get("init_from"):
-                raise InputError("--auto takes only --text (categories to detect), not clicks, boxes, a prompts file "
+                raise PromptError("--auto takes only --text (categories to detect), not clicks, boxes, a prompts file "
                                  "or --init-from")
             categories = ". ".join(t.strip(" .") for t in texts) or None
             prompts = {}
         elif discover is not None:
             categories = discover.strip() or None
         if not auto and not prompts and not resume and not audio and not options.get("init_from"):
-            raise InputError("nothing to track: give --auto, --audio, or prompts with --click/--box/--stroke/--text/"
+            raise PromptError("nothing to track: give --auto, --audio, or prompts with --click/--box/--stroke/--text/"
                              "--prompts/--init-from")
         return cls(input, out, settings, prompts, auto=auto, categories=categories, discover=discover is not None,
                    resume=resume, audio=audio, **options)
 
+    @property
+    def concept(self) -> bool:
+        """Whether this job is concept tracking: automatic mode by text with a tracker that detects and
+        tracks the categories by itself on every frame (SAM 3), so no detector or segmenter loads."""
+        from samtrack.models.trackers import tracks_concepts
+
+        t = self.settings.tracker
+        return self.auto and bool(self.categories or self.audio) and tracks_concepts(t.model, t.checkpoint)
+
     def needed_models(self) -> list[tuple[str, str]]:
         """(name or path, kind) of every model this job loads, without duplicates."""
+        if self.concept:
+            return P.models_needed(self.settings, {}, audio=self.audio, detector=False)
         return P.models_needed(self.settings, self.prompts,
                                everything=(self.auto or self.discover) and not self.categories,
                                categories=self.categories, audio=self.audio)
@@ -92,6 +105,11 @@ class TrackJob:
         prompts = P.merge(self.prompts, P.load_annotations(self.init_from, source)) if self.init_from else self.prompts
         P.check_prompts(prompts, frames=len(source), width=source.width, height=source.height, end=self.end,
                         max_obj_num=self.settings.max_obj_num)
+        first = self.start or 0
+        if not 0 <= first < len(source) or (self.end is not None and self.end < first):
+            raise PromptError(f"--start {first} is outside the frames to track (0..{len(source) - 1 if self.end is None else self.end})")
+        if prompts and min(prompts) < first:
+            raise PromptError(f"the prompt on frame {min(prompts)} comes before --start {first}")
         if self.audio and not self.resume and not source.has_audio:
             raise InputError(f"{self.input} has no audio track, so there is no sound to ground; "
                              "use --text instead of --audio")
@@ -123,15 +141,22 @@ class TrackJob:
             with suppress(SamtrackError):  # the first error is the one to report
                 session.close()
             raise
+        covered = session.covered()
         session.close()
+        for fmt in self.exports:  # after close: an export reads the run under its lock, shared
+            from samtrack.io.export import default_name, export_run
+
+            export_run(self.out, fmt, Path(self.out) / "exports" / default_name(fmt), force=True)
         return {"out": str(Path(self.out)), "frames": len(session), "tracked": count,
+                "first": covered[0] if covered else None, "last": covered[-1] if covered else None,
                 "objects": len(session.objects), "seconds": time.perf_counter() - started, "note": note}
 
     def _track(self, session: Any, prompts: P.Prompts, progress: Progress, log: Callable[[str], None] | None) -> None:
         """The passes of this job: a resumed run's own pass continued, else automatic mode or the prompts'
         forward pass; then the backward passes not done yet (`--backward`)."""
         prompts = {f: list(items) for f, items in prompts.items() if items}
-        backward = [str(f) for f in sorted(prompts) if f > 0] if self.backward else []
+        first = self.start or 0
+        backward = [str(f) for f in sorted(prompts) if f > first] if self.backward else []
         record = session.state.record
         if self.resume and session.resumable:
             tl = session.passes.timeline
@@ -146,7 +171,8 @@ class TrackJob:
                                      f"{', '.join(backward) or 'none'} now); give the options it was made with, "
                                      "or pass --allow-changes")
                 for _ in results:
-                    progress(session.status.done, session.status.total, {"objects": len(session.objects)})
+                    progress(session.status.done, session.status.total,
+                             {"objects": len(session.objects), "direction": "forward"})
         else:
             categories, sounds = self.categories, None
             if self.audio:
@@ -162,13 +188,18 @@ class TrackJob:
                     P.add(prompts, P.Text(min(prompts, default=0), P.audio_caption(heard), tuple(heard)))
             record.backward = dict.fromkeys(backward, False)
             if self.auto:
-                session.propagate(0, self.end, discover=True, categories=categories, sounds=sounds,
+                session.propagate(first, self.end, discover=True, categories=categories, sounds=sounds,
                                   progress=progress)
+                if session.passes.timeline.mode == "concept" and not session.objects:
+                    d = self.settings.detector
+                    raise InputError(f"nothing to track: {categories!r} was found on no frame (SAM 3 concept "
+                                     f"tracking, --score-threshold {d.score_threshold}); lower the threshold or name "
+                                     "the objects differently")
             else:
                 if not prompts:
-                    raise InputError("no prompts given")
+                    raise PromptError("no prompts given")
                 session.propagate(min(prompts), self.end, prompts=prompts, discover=self.discover,
                                   categories=categories, progress=progress)
         for frame in backward:
             if not record.backward.get(frame):
-                session.propagate(int(frame), 0, "backward", progress=progress)
+                session.propagate(int(frame), first, "backward", progress=progress)

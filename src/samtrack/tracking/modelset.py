@@ -47,6 +47,19 @@ class ModelSet:
     def audio(self) -> Any:
         return self._get("audio")
 
+    def concept(self, categories: str) -> Any | None:
+        """A new concept tracker for `categories` when the tracker detects and tracks by itself (SAM 3),
+        else None. Each pass makes its own; the last one is what :meth:`loaded` ("concept") gives."""
+        tracker = self.pool.concept_tracker(self.settings, categories)
+        self._models["concept"] = tracker
+        return tracker
+
+    def tracks_concepts(self) -> bool:
+        """Whether the tracker detects and tracks text categories by itself (no model is loaded to tell)."""
+        from samtrack.models.trackers import tracks_concepts
+
+        return tracks_concepts(self.settings.tracker.model, self.settings.tracker.checkpoint)
+
     def loaded(self, kind: str) -> Any | None:
         """The model of `kind` if it is loaded (None: not used yet)."""
         return self._models.get(kind)
@@ -56,6 +69,6 @@ class ModelSet:
         old, self.settings = self.settings, settings
         everywhere = (old.device, old.precision) != (settings.device, settings.precision)
         dropped = {kind for kind in MODEL_KINDS if everywhere or getattr(old, kind) != getattr(settings, kind)}
-        for kind in dropped:
+        for kind in dropped | ({"concept"} if "tracker" in dropped else set()):
             self._models.pop(kind, None)
         return dropped

@@ -9,14 +9,14 @@ prompt objects and hands them to the session.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from samtrack.errors import InputError
+from samtrack.errors import InputError, PromptError
 from samtrack.tracking.objects import MAX_LABEL, check_label
 from samtrack.tracking.settings import Settings
 
@@ -32,6 +32,7 @@ class Click:
     points: tuple[tuple[float, float], ...]
     labels: tuple[int, ...]
     label: str | None = None
+    obj_id: int | None = None  # an existing object this prompt gives a new mask (None: a new object)
 
     def record(self) -> dict:
         return {"kind": "click", "frame": self.frame, "points": [list(p) for p in self.points],
@@ -48,6 +49,7 @@ class Box:
     frame: int
     box: tuple[float, float, float, float]
     label: str | None = None
+    obj_id: int | None = None  # an existing object this prompt gives a new mask (None: a new object)
 
     def record(self) -> dict:
         return {"kind": "box", "frame": self.frame, "box": list(self.box)}
@@ -63,6 +65,7 @@ class Stroke:
     frame: int
     points: tuple[tuple[float, float], ...]
     label: str | None = None
+    obj_id: int | None = None  # an existing object this prompt gives a new mask (None: a new object)
 
     def record(self) -> dict:
         return {"kind": "stroke", "frame": self.frame, "points": [list(p) for p in self.points]}
@@ -78,6 +81,7 @@ class MaskPrompt:
     frame: int
     mask: np.ndarray
     label: str | None = None
+    obj_id: int | None = None  # an existing object this prompt gives a new mask (None: a new object)
 
     def record(self) -> dict:
         return {"kind": "mask", "frame": self.frame}
@@ -85,7 +89,7 @@ class MaskPrompt:
     def cut(self, segmenter: Any, frame: np.ndarray) -> np.ndarray:
         mask = np.asarray(self.mask).astype(bool)
         if mask.shape != frame.shape[:2]:
-            raise InputError(f"mask is {mask.shape[1]}x{mask.shape[0]}, the frame is "
+            raise PromptError(f"mask is {mask.shape[1]}x{mask.shape[0]}, the frame is "
                              f"{frame.shape[1]}x{frame.shape[0]}")
         return mask
 
@@ -120,48 +124,55 @@ def _pairs(values: Iterable, what: str) -> tuple[tuple[float, float], ...]:
     try:
         pairs = tuple((float(x), float(y)) for x, y in values)
     except (TypeError, ValueError) as exc:
-        raise InputError(f"{what} must be a list of (x, y) points") from exc
+        raise PromptError(f"{what} must be a list of (x, y) points") from exc
     if not pairs:
-        raise InputError(f"{what} needs at least one point")
+        raise PromptError(f"{what} needs at least one point")
     return pairs
 
 
 def make_prompt(frame: int, *, points: Any = None, labels: Any = None, box: Any = None, stroke: Any = None,
-                mask: Any = None, text: str | None = None, label: str | None = None) -> Prompt:
+                mask: Any = None, text: str | None = None, label: str | None = None,
+                obj_id: int | None = None) -> Prompt:
     """The typed prompt for exactly one of points (with labels, default all positive), box, stroke,
-    mask or text."""
+    mask or text; `obj_id` makes it a new mask of that existing object on this frame (not with text)."""
     given = [name for name, v in (("points", points), ("box", box), ("stroke", stroke), ("mask", mask),
                                   ("text", text)) if v is not None]
     if len(given) != 1:
-        raise InputError("give exactly one prompt: points (with labels), box, stroke, mask or text"
+        raise PromptError("give exactly one prompt: points (with labels), box, stroke, mask or text"
                          + (f" (got {', '.join(given)})" if given else ""))
     frame = int(frame)
     label = _label(label)
+    if obj_id is not None:
+        if isinstance(obj_id, bool) or not isinstance(obj_id, int) or not 1 <= obj_id <= 255:
+            raise PromptError(f"an object id is a whole number in 1..255, got {obj_id!r}")
+        if text is not None:
+            raise PromptError("a text prompt finds new objects; it cannot refine object "
+                              f"{obj_id} (use clicks, a box, a stroke or a mask)")
     if points is not None:
         pts = _pairs(points, "points")
         labs = tuple(int(v) for v in (labels if labels is not None else [1] * len(pts)))
         if len(labs) != len(pts) or not set(labs) <= {0, 1}:
-            raise InputError("labels must give 1 (positive) or 0 (negative) for every point")
+            raise PromptError("labels must give 1 (positive) or 0 (negative) for every point")
         if 1 not in labs:  # SAM would cut everything but the clicked spots; SAM-Track refuses it too
-            raise InputError(NEEDS_POSITIVE)
-        return Click(frame, pts, labs, label)
+            raise PromptError(NEEDS_POSITIVE)
+        return Click(frame, pts, labs, label, obj_id)
     if box is not None:
         try:
             values = tuple(float(v) for v in box)
         except (TypeError, ValueError) as exc:
-            raise InputError(f"a box is four numbers x0, y0, x1, y1, got {box!r}") from exc
+            raise PromptError(f"a box is four numbers x0, y0, x1, y1, got {box!r}") from exc
         if len(values) != 4:
-            raise InputError(f"a box is four numbers x0, y0, x1, y1, got {box!r}")
-        return Box(frame, values, label)  # type: ignore[arg-type]
+            raise PromptError(f"a box is four numbers x0, y0, x1, y1, got {box!r}")
+        return Box(frame, values, label, obj_id)  # type: ignore[arg-type]
     if stroke is not None:
-        return Stroke(frame, _pairs(stroke, "stroke"), label)
+        return Stroke(frame, _pairs(stroke, "stroke"), label, obj_id)
     if mask is not None:
-        return MaskPrompt(frame, np.asarray(mask).astype(bool), label)
+        return MaskPrompt(frame, np.asarray(mask).astype(bool), label, obj_id)
     if not str(text).strip(" ."):
-        raise InputError("a text prompt needs a caption naming objects, e.g. 'swan. duck'")
+        raise PromptError("a text prompt needs a caption naming objects, e.g. 'swan. duck'")
     for category in str(text).split("."):  # each category names (labels) the objects it finds
         if len(category.strip()) > MAX_LABEL:
-            raise InputError(f"a text prompt names categories of at most {MAX_LABEL} characters each (they become "
+            raise PromptError(f"a text prompt names categories of at most {MAX_LABEL} characters each (they become "
                              f"labels), one has {len(category.strip())}; separate categories with '.'")
     return Text(frame, str(text))
 
@@ -172,7 +183,7 @@ def _label(value: Any) -> str | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-        raise InputError(f"label must be one piece of text, got {shown}; a prompt makes one object, give each "
+        raise PromptError(f"label must be one piece of text, got {shown}; a prompt makes one object, give each "
                          "object its own prompt")
     return check_label(str(value))
 
@@ -190,12 +201,13 @@ def merge(*groups: Prompts) -> Prompts:
     return dict(sorted(out.items()))
 
 
-_FILE_KEYS = {"frame", "label", "points", "labels", "box", "stroke", "mask", "text"}
+_FILE_KEYS = {"frame", "id", "label", "points", "labels", "box", "stroke", "mask", "text"}
 
 
 def parse_prompt_file(path: str | Path) -> Prompts:
-    """Prompts from a JSON or YAML list, each ``{frame, label?, points+labels | box | stroke | mask | text}``;
-    ``mask`` is a PNG path relative to the file (any nonzero pixel is the object)."""
+    """Prompts from a JSON or YAML list, each ``{frame, id?, label?, points+labels | box | stroke | mask |
+    text}``; ``mask`` is a PNG path relative to the file (any nonzero pixel is the object); ``id`` gives an
+    object made by an earlier prompt a new mask on this frame."""
     import yaml
 
     from samtrack.io.masks import load_id_mask
@@ -205,32 +217,34 @@ def parse_prompt_file(path: str | Path) -> Prompts:
         entries = yaml.safe_load(file.read_text())  # YAML is a superset of JSON
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "it is not a text file"
-        raise InputError(f"cannot read the prompts file {file}: {reason}") from exc
+        raise PromptError(f"cannot read the prompts file {file}: {reason}") from exc
     except yaml.YAMLError as exc:
-        raise InputError(f"{file} is not valid YAML or JSON: {_yaml_problem(exc)}; fix it there") from exc
+        raise PromptError(f"{file} is not valid YAML or JSON: {_yaml_problem(exc)}; fix it there") from exc
     if not isinstance(entries, list):
-        raise InputError(f"{file} must hold a list of prompts (e.g. '- frame: 0' then 'box: [x0, y0, x1, y1]')")
+        raise PromptError(f"{file} must hold a list of prompts (e.g. '- frame: 0' then 'box: [x0, y0, x1, y1]')")
     prompts: Prompts = {}
     for n, entry in enumerate(entries, 1):
         where = f"{file}, prompt {n}"
         if not isinstance(entry, dict):
-            raise InputError(f"{where}: a prompt is a mapping like {{frame: 0, box: [x0, y0, x1, y1]}}, "
+            raise PromptError(f"{where}: a prompt is a mapping like {{frame: 0, box: [x0, y0, x1, y1]}}, "
                              f"got {entry!r}")
         unknown = set(entry) - _FILE_KEYS
         if unknown:
-            raise InputError(f"{where} has unknown keys {sorted(unknown)}; known: {sorted(_FILE_KEYS)}")
+            raise PromptError(f"{where} has unknown keys {sorted(unknown)}; known: {sorted(_FILE_KEYS)}")
         frame = entry.get("frame", 0)
         if isinstance(frame, bool) or not isinstance(frame, int):
-            raise InputError(f"{where}: frame must be a whole number, got {frame!r}")
+            raise PromptError(f"{where}: frame must be a whole number, got {frame!r}")
         if frame < 0:
-            raise InputError(f"{where}: frame must be 0 or more, got {frame}")
+            raise PromptError(f"{where}: frame must be 0 or more, got {frame}")
         kwargs = {k: entry[k] for k in ("label", "points", "labels", "box", "stroke", "text") if k in entry}
+        if "id" in entry:
+            kwargs["obj_id"] = entry["id"]
         try:
             if "mask" in entry:
                 kwargs["mask"] = load_id_mask((file.parent / str(entry["mask"])).resolve()) > 0
             add(prompts, make_prompt(frame, **kwargs))
         except (InputError, ValueError, TypeError) as exc:
-            raise InputError(f"{where}: {exc}") from exc
+            raise PromptError(f"{where}: {exc}") from exc
     return prompts
 
 
@@ -261,24 +275,36 @@ def _yaml_problem(exc: Exception) -> str:
 
 
 def check_prompts(prompts: Prompts, *, frames: int, width: int, height: int, end: int | None = None,
-                  max_obj_num: int = 255, existing: int = 0) -> None:
+                  max_obj_num: int = 255, existing: Collection[int] = ()) -> None:
     """Refuse prompts that cannot work, before anything is written or any model loads: frames outside
     the video or after `end`, clicks and strokes outside the frame, boxes without area or outside it,
-    masks of another size or empty, and more objects than `max_obj_num` (with `existing` ones)."""
+    masks of another size or empty, ids of objects that do not exist by then, and more objects than
+    `max_obj_num` (with the `existing` ones' ids)."""
     if end is not None and not 0 <= end < frames:
-        raise InputError(f"the last frame to track (--end {end}) is outside the video (frames 0..{frames - 1})")
-    count = existing
+        raise PromptError(f"the last frame to track (--end {end}) is outside the video (frames 0..{frames - 1})")
+    known = set(existing)
+    count, next_id, texts = len(known), max(known, default=0) + 1, False
     for frame, items in sorted(prompts.items()):
         for p in items:
+            obj_id = getattr(p, "obj_id", None)
+            if obj_id is not None and obj_id not in known and not texts:  # text finds objects we cannot count
+                raise PromptError(f"the prompt on frame {frame} refines object {obj_id}, which does not exist by "
+                                  f"then (objects {', '.join(map(str, sorted(known))) or 'none'}); objects are "
+                                  "numbered from 1 in the order their first prompt comes")
+            if isinstance(p, Text):
+                texts = True
+            elif obj_id is None:
+                known.add(next_id)
+                next_id += 1
             if not 0 <= frame < frames:
-                raise InputError(f"the prompt on frame {frame} is outside the video (frames 0..{frames - 1})")
+                raise PromptError(f"the prompt on frame {frame} is outside the video (frames 0..{frames - 1})")
             if end is not None and frame > end:
-                raise InputError(f"the prompt on frame {frame} is after the last frame to track (--end {end}); "
+                raise PromptError(f"the prompt on frame {frame} is after the last frame to track (--end {end}); "
                                  "move it, or track further")
             check_prompt(p, width, height)
-            count += not isinstance(p, Text)
+            count += not isinstance(p, Text) and obj_id is None
     if count > max_obj_num:
-        raise InputError(f"{count} objects would be tracked, but max_obj_num is {max_obj_num}; prompt fewer "
+        raise PromptError(f"{count} objects would be tracked, but max_obj_num is {max_obj_num}; prompt fewer "
                          "objects, or raise --max-obj-num (up to 255)")
 
 
@@ -286,54 +312,71 @@ def check_prompt(p: Prompt, width: int, height: int) -> None:
     """Refuse a prompt whose points, box or mask do not fit a width×height frame."""
     frame = f"the {width}x{height} frame"
     if isinstance(p, Click) and 1 not in p.labels:
-        raise InputError(f"{NEEDS_POSITIVE} (frame {p.frame})")
+        raise PromptError(f"{NEEDS_POSITIVE} (frame {p.frame})")
     if isinstance(p, (Click, Stroke)):
         what = "click" if isinstance(p, Click) else "stroke point"
         for x, y in p.points:
             if not (0 <= x < width and 0 <= y < height):
-                raise InputError(f"{what} ({x:g}, {y:g}) on frame {p.frame} is outside {frame}")
+                raise PromptError(f"{what} ({x:g}, {y:g}) on frame {p.frame} is outside {frame}")
     elif isinstance(p, Box):
         x0, y0, x1, y1 = p.box
         shown = f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) on frame {p.frame}"
         if x1 <= x0 or y1 <= y0:
-            raise InputError(f"{shown} has no area: give x0, y0, x1, y1 with x1 > x0 and y1 > y0")
+            raise PromptError(f"{shown} has no area: give x0, y0, x1, y1 with x1 > x0 and y1 > y0")
         if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
-            raise InputError(f"{shown} lies outside {frame}")
+            raise PromptError(f"{shown} lies outside {frame}")
     elif isinstance(p, MaskPrompt):
         h, w = p.mask.shape[:2]
         if (h, w) != (height, width):
-            raise InputError(f"mask of the prompt on frame {p.frame} is {w}x{h}, the frame is {width}x{height}")
+            raise PromptError(f"mask of the prompt on frame {p.frame} is {w}x{h}, the frame is {width}x{height}")
         if not p.mask.any():
-            raise InputError(f"mask of the prompt on frame {p.frame} is empty")
+            raise PromptError(f"mask of the prompt on frame {p.frame} is empty")
 
 
 def group_cli_items(items: Iterable[tuple[str, Any]]) -> Prompts:
-    """Prompts from the command line's ordered items: ("frame", N) sets the frame of what follows,
-    ("object", LABEL) starts an object that the following ("click", (x, y, neg?)) items refine; ("box",
-    (x0, y0, x1, y1)), ("stroke", [(x, y), ...]) and ("text", CAPTION) are complete prompts."""
+    """Prompts from the command line's ordered items: ("frame", N) sets the frame of what follows;
+    ("object", LABEL) starts a new object and ("object_id", N) picks existing object N: the following
+    ("click", (x, y, neg?)) items are one prompt on it, or the next ("box", ...) or ("stroke", ...) is;
+    a box or stroke with no object before it is a new unlabelled object; ("text", CAPTION) finds objects."""
     entries: list[tuple[int, Prompt | dict]] = []  # clicked objects stay dicts until all clicks are in
     frame = 0
-    current: dict | None = None
+    current: dict | None = None  # the object the next clicks, box or stroke are for
+
+    def start(label: str | None = None, obj_id: int | None = None) -> dict:
+        entries.append((frame, {"label": label, "obj_id": obj_id, "points": [], "labels": []}))
+        return entries[-1][1]  # type: ignore[return-value]
+
     for kind, value in items:
         if kind == "frame":
             frame, current = int(value), None
-        elif kind == "object" or (kind == "click" and current is None):
-            current = {"label": (value or None) if kind == "object" else None, "points": [], "labels": []}
-            entries.append((frame, current))
-        elif kind not in ("click", "box", "stroke", "text"):
-            raise InputError(f"unknown prompt item {kind!r}")
-        if kind == "click":
+        elif kind == "object":
+            current = start(label=value or None)
+        elif kind == "object_id":
+            current = start(obj_id=int(value))
+        elif kind == "click":
+            current = current if current is not None else start()
             current["points"].append((value[0], value[1]))
             current["labels"].append(0 if len(value) == 3 and value[2] == "neg" else 1)
-        elif kind in ("box", "stroke", "text"):
-            entries.append((frame, make_prompt(frame, **{kind: value})))
+        elif kind in ("box", "stroke"):
+            if current is not None and not current["points"]:  # the box or stroke of the object just named
+                entries.pop()  # it is the last entry: clicks go to it, anything else ends it
+                entries.append((frame, make_prompt(frame, label=current["label"], obj_id=current["obj_id"],
+                                                   **{kind: value})))
+            else:
+                entries.append((frame, make_prompt(frame, **{kind: value})))
             current = None
+        elif kind == "text":
+            entries.append((frame, make_prompt(frame, text=value)))
+            current = None
+        else:
+            raise PromptError(f"unknown prompt item {kind!r}")
     prompts: Prompts = {}
     for f, entry in entries:
         if isinstance(entry, dict):
             if not entry["points"]:
-                raise InputError("--object was given without any --click after it")
-            entry = make_prompt(f, points=entry["points"], labels=entry["labels"], label=entry["label"])
+                raise PromptError("--object / --object-id was given without a --click, --box or --stroke after it")
+            entry = make_prompt(f, points=entry["points"], labels=entry["labels"], label=entry["label"],
+                                obj_id=entry["obj_id"])
         add(prompts, entry)
     return dict(sorted(prompts.items()))
 
@@ -352,7 +395,7 @@ def needs(prompts: Prompts) -> set[str]:
 
 
 def models_needed(settings: Settings, prompts: Prompts, *, everything: bool = False, categories: str | None = None,
-                  audio: bool = False) -> list[tuple[str, str]]:
+                  audio: bool = False, detector: bool = True) -> list[tuple[str, str]]:
     """(name, kind) of every model a job loads, tracker first: the prompts' models, the segmenter for
     segment-everything discovery, the detector for text categories or audio (and the segmenter to cut
     its boxes, unless the detector makes masks itself: SAM 3), the audio tagger."""
@@ -361,7 +404,7 @@ def models_needed(settings: Settings, prompts: Prompts, *, everything: bool = Fa
     kinds = needs(prompts)
     if everything:
         kinds.add("segmenter")
-    if categories or audio:
+    if (categories or audio) and detector:  # not when the tracker detects by itself (SAM 3 concept tracking)
         kinds.add("detector")
     if audio:
         kinds.add("audio")

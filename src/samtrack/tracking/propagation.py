@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Container, Iterable, Iterator
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -63,7 +63,8 @@ class Timeline:
     to `cursor`, with the key frames it re-referenced so far. Enough to replay the pass exactly (from
     the stored masks) and continue it after an interruption.
 
-    `mode` is ``auto`` for SAM-Track's automatic mode, ``forward`` otherwise; `discover` and
+    `mode` is ``auto`` for SAM-Track's automatic mode, ``concept`` for a tracker that detects the
+    `categories` and tracks them by itself on every frame (SAM 3), ``forward`` otherwise; `discover` and
     `categories` say how key frames find new objects (segment everything, or these text categories,
     heard as `sounds` when they come from the soundtrack).
     """
@@ -75,6 +76,7 @@ class Timeline:
     discover: bool = False
     categories: str | None = None
     sounds: dict[str, float] | None = None  # the soundtrack's labels the categories come from
+    dropped: int = 0  # objects a concept pass found beyond max_obj_num (they get no id)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -84,7 +86,8 @@ class Timeline:
         if not data:
             return None
         return cls(data["mode"], int(data["start"]), int(data["cursor"]), list(data.get("keyframes", [])),
-                   bool(data.get("discover", data["mode"] == "auto")), data.get("categories"), data.get("sounds"))
+                   bool(data.get("discover", data["mode"] == "auto")), data.get("categories"), data.get("sounds"),
+                   int(data.get("dropped", 0)))
 
     def is_key(self, index: int, gap: int, prompt_frames: Container[int]) -> bool:
         """Whether the pass re-references on this frame: a prompt frame, or a discovery frame."""
@@ -161,7 +164,7 @@ class Status:
     total: int = 0
 
 
-Step = Callable[[int, np.ndarray], "np.ndarray | None"]  # store one frame's result (None: nothing to yield)
+Step = Callable[[int, Any], "np.ndarray | None"]  # store one frame's result (None: nothing to yield)
 
 
 class Passes:
@@ -280,6 +283,26 @@ class Passes:
         inner = propagate(tracker, decoded(self._read, range(start, end - 1, -1)), start=start,
                           reference=lambda i, _: ref, memorise=carried_only, cancelled=self._cancel.is_set)
         yield from self._drive(inner, step, start - 1, end, finished)
+
+    def concept(self, first: int, end: int, make: Callable[[], Any], step: Step) -> Iterator[FrameResult]:
+        """A pass of a tracker that detects and tracks by itself (SAM 3's concept tracking) from frame
+        `first` to `end`: frames are pushed in order and `step(i, final)` turns each frame the tracker
+        returns as final (``final.objects``: track id, label, score, mask) into the frame's id mask."""
+        tracker = make()
+        with self._lock:
+            self._begin(first, end)
+            self.memory_live = False  # its memory is its own: another pass starts afresh
+
+        def finals() -> Iterator[tuple[int, Any]]:
+            for i, frame in decoded(self._read, range(first, end + 1)):
+                if self._cancel.is_set():
+                    raise Cancelled(f"cancelled before frame {i}")
+                for final in tracker.push(i, frame):
+                    yield final.index, final
+            for final in tracker.finish():
+                yield final.index, final
+
+        yield from self._drive(finals(), step, first, end)
 
     def _replay(self, tracker: Tracker, truncate: Callable[[int, set[int]], None]) -> int:
         """Rebuild the tracker's memory of an interrupted forward pass from the stored masks.

@@ -131,9 +131,11 @@ def prompt_records(prompts: dict[int, list[Any]]) -> dict[str, list[dict]]:
     records: dict[str, list[dict]] = {}
     for frame, items in sorted(prompts.items()):
         if items:
+            # obj_id only when set, so runs recorded before prompts had one compare equal
             records[str(frame)] = [{"kind": type(p).__name__,
                                     **{f.name: _plain(getattr(p, f.name)) for f in dataclasses.fields(p)
-                                       if f.name != "frame"}} for p in items]
+                                       if f.name != "frame" and not (f.name == "obj_id" and p.obj_id is None)}}
+                                   for p in items]
     return records
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -34,12 +33,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from samtrack.errors import InputError, OutputError
+from samtrack.errors import InputError, OutputError, PromptError
 from samtrack.io.atomic import DISK_FULL
 from samtrack.io.outputs import RunWriter, frame_span
 from samtrack.io.sources import FrameSource, open_source
 from samtrack.models.pool import ModelPool
 from samtrack.tracking import prompts as P
+from samtrack.tracking.deprecated import DeprecatedSessionMethods
 from samtrack.tracking.discovery import MAX_NEW_SHARE, key_frame_segments, nothing_found
 from samtrack.tracking.history import History
 from samtrack.tracking.modelset import ModelSet
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int, dict], None]  # (frames done, frames total, info)
 
 
-class Session:
+class Session(DeprecatedSessionMethods):
     """An interactive or automatic segment-and-track run over one video or image sequence.
 
     Args:
@@ -146,7 +146,7 @@ class Session:
 
     def _check_frame(self, index: int) -> int:
         if not isinstance(index, (int, np.integer)) or isinstance(index, bool) or not 0 <= index < len(self):
-            raise InputError(f"frame index {index} is outside the video (frames 0..{len(self) - 1})")
+            raise PromptError(f"frame index {index} is outside the video (frames 0..{len(self) - 1})")
         return int(index)
 
     def _read(self, index: int) -> np.ndarray:
@@ -192,9 +192,10 @@ class Session:
         return self.apply(prompt, obj_id)[0]
 
     def apply(self, prompt: P.Prompt, obj_id: int | None = None) -> list[int]:
-        """Apply a typed prompt (see :mod:`samtrack.tracking.prompts`); returns the ids it added or edited.
-        Undoable."""
+        """Apply a typed prompt (see :mod:`samtrack.tracking.prompts`); returns the ids it added or edited
+        (`obj_id`, or the prompt's own, names an object to give a new mask on this frame). Undoable."""
         index = self._check_frame(prompt.frame)
+        obj_id = obj_id if obj_id is not None else getattr(prompt, "obj_id", None)
         with self._lock:
             self._idle()
             if isinstance(prompt, P.Text):
@@ -231,6 +232,9 @@ class Session:
         index = prompt.frame
         if isinstance(prompt, P.Text):
             return self._discover(index, self.mask(index).copy(), prompt.caption, dict(prompt.sounds) or None)[1]
+        obj_id = obj_id if obj_id is not None else prompt.obj_id
+        if obj_id is not None:
+            self.registry.check(obj_id)
         segmenter = None if isinstance(prompt, P.MaskPrompt) else self.models.segmenter
         obj_mask = prompt.cut(segmenter, self._read(index))
         if not obj_mask.any():
@@ -402,14 +406,15 @@ class Session:
             for r in results:
                 if progress:
                     st = self.status
-                    progress(st.done, st.total, {"frame": r.index, "objects": len(self.registry)})
+                    progress(st.done, st.total, {"frame": r.index, "objects": len(self.registry),
+                                                 "direction": direction})
 
     def _forward(self, start: int, end: int, prompts: P.Prompts, discover: bool, categories: str | None,
                  sounds: dict[str, float] | None) -> Iterator[FrameResult]:
         if end < start:
             raise InputError(f"end frame {end} is before start frame {start}; propagate backward instead")
         P.check_prompts(prompts, frames=len(self), width=self.source.width, height=self.source.height, end=end,
-                        max_obj_num=self.settings.max_obj_num, existing=len(self.registry))
+                        max_obj_num=self.settings.max_obj_num, existing=set(self.registry))
         if min(prompts, default=start) < start:
             raise InputError(f"prompts on frame {min(prompts)} come before the start frame {start}")
         record = self.state.record
@@ -419,10 +424,13 @@ class Session:
                                        self._truncate)
         if start not in prompts and not discover and not self.mask(start).any():
             raise InputError(f"frame {start} has no objects to propagate; add one there first")
-        auto = discover and start == 0 and not prompts and not len(self.registry) and not self.store.has(0)
-        self.passes.timeline = Timeline("auto" if auto else "forward", start, start - 1, [], discover, categories,
-                                        sounds)
+        auto = discover and not prompts and not len(self.registry) and not self.store.has(start)
+        concept = auto and bool(categories) and self.models.tracks_concepts()
+        self.passes.timeline = Timeline("concept" if concept else "auto" if auto else "forward", start, start - 1,
+                                        [], discover, categories, sounds)
         record.prompts, record.end = prompt_records(prompts), end
+        if concept:
+            return self._concept(start, end)
         return self.passes.forward(start, end, self._keyframe_step(prompts), self._keys(prompts), self._truncate)
 
     def _resume(self, prompts: P.Prompts | None, end: int | None) -> Iterator[FrameResult]:
@@ -435,8 +443,56 @@ class Session:
         end = self.state.resume_end(prompts, end, tl.cursor)
         if self.passes.reached(end):
             return (r for r in ())  # nothing to track; a generator, so it can be closed like any pass
+        if tl.mode == "concept":
+            return self._concept(max(tl.cursor + 1, tl.start), end)
         later = {f: items for f, items in (prompts or {}).items() if f > tl.cursor}
         return self.passes.forward(None, end, self._keyframe_step(later), self._keys(later), self._truncate)
+
+    def _concept(self, first: int, end: int) -> Iterator[FrameResult]:
+        """A pass of a tracker that detects the timeline's categories and tracks them by itself on every
+        frame (SAM 3): each object it finds gets a fresh id (while max_obj_num allows) labelled with its
+        category. A resumed pass gives an object found on its first frame the id of the stored object
+        its mask overlaps most on the frame before (IoU >= 0.5). Frames before the first object appears
+        are stored with it, so a pass that finds nothing leaves no run behind."""
+        tl = self.passes.timeline
+        ids_of: dict[int, int | None] = {}  # the tracker's track id -> object id (None: beyond max_obj_num)
+        before = self.store.get(first - 1) if first > tl.start else None
+        empty: list[int] = []  # frames with no object yet, stored once one appears
+
+        def object_id(obj: Any, i: int) -> int | None:
+            if before is not None and i == first:
+                for oid in np.unique(before[before > 0]).tolist():
+                    theirs = before == oid
+                    iou = (theirs & obj.mask).sum() / max((theirs | obj.mask).sum(), 1)
+                    if iou >= 0.5 and oid not in ids_of.values():
+                        return int(oid)
+            if self.registry.next_id > self.settings.max_obj_num:
+                tl.dropped += 1
+                return None
+            return self.registry.add(obj.label, i, {"kind": "concept", "frame": i, "caption": tl.categories,
+                                                    "score": round(obj.score, 4)})
+
+        def step(i: int, final: Any) -> np.ndarray:
+            ids = np.zeros((self.source.height, self.source.width), np.uint8)
+            known = len(ids_of)
+            for obj in sorted(final.objects, key=lambda o: o.score):  # the surest object keeps shared pixels
+                oid = ids_of[obj.track_id] if obj.track_id in ids_of else ids_of.setdefault(
+                    obj.track_id, object_id(obj, i))
+                if oid is not None:
+                    ids[obj.mask] = oid
+            tl.cursor = i
+            if not len(self.registry) and before is None:
+                empty.append(i)
+                return ids
+            for j in empty:
+                self.store.put(j, np.zeros_like(ids))
+            empty.clear()
+            self.store.put(i, ids)
+            if len(ids_of) > known:
+                self._save()  # objects found here must be on record before later frames
+            return ids
+
+        return self.passes.concept(first, end, lambda: self.models.concept(tl.categories), step)
 
     def _keys(self, prompts: P.Prompts) -> Any:
         tl, gap = self.passes.timeline, self.settings.sam_gap
@@ -458,7 +514,7 @@ class Session:
             for prompt in prompts.get(i, ()):
                 self._paint(prompt)
             ids = self.mask(i) if tracked is None or i in prompts else tracked
-            if tl.discover and i % self.settings.sam_gap == 0:
+            if tl.discover and (i % self.settings.sam_gap == 0 or (i == tl.start and not prompts)):
                 ids = self._discover(i, ids.copy(), tl.categories, tl.sounds,
                                      guard=bool(tl.categories) and i != tl.start)[0]
             elif tracked is None and not ids.any():  # the first frame's prompts found nothing to track
@@ -512,7 +568,8 @@ class Session:
 
     def precision_used(self) -> dict[str, str]:
         """The precision each model loaded so far runs in (what ``auto`` became on this machine)."""
-        used = {kind: getattr(self.models.loaded(kind), "precision", None) for kind in ("segmenter", "tracker")}
+        used = {kind: getattr(self.models.loaded(kind), "precision", None)
+                for kind in ("segmenter", "tracker", "concept")}
         return {kind: p for kind, p in used.items() if p is not None}
 
     def finalize(self, *, video: bool = True, gif: bool = True, timings: dict | None = None,
@@ -534,6 +591,9 @@ class Session:
             models = {"segmenter": s.segmenter.model, "tracker": s.tracker.model,
                       "tracker_checkpoint": s.tracker.checkpoint, "device": s.device,
                       "precision": self.precision_used()}
+            concept = self.models.loaded("concept")
+            if concept is not None:  # SAM 3 detected and tracked by itself: what ran
+                models.update(tracker_mode="concept", tracker_model_type=concept.model_type)
             try:
                 outputs = self.run.finalize(self.registry.summary(), s.to_dict(), models,
                                             {**self.timings, **(timings or {})}, video=video, gif=gif,
@@ -565,42 +625,3 @@ class Session:
                 self.state.release(keep=self._holds_anything())
                 st = self.passes.status
                 self.passes.status = Status("closed", st.frame, st.done, st.total)
-
-    # ----------------------------------------------------------------- deprecated (samtrack 0.1), one release
-    def _deprecated(self, old: str, new: str) -> None:
-        warnings.warn(f"Session.{old} is deprecated: use {new}", DeprecationWarning, stacklevel=3)
-
-    def iter_auto(self, end: int | None = None, *, categories: str | None = None,
-                  sounds: list[tuple[str, float]] | None = None) -> Iterator[FrameResult]:
-        self._deprecated("iter_auto", "iter_propagate(0, discover=True) (or start=None to resume)")
-        start = None if self.passes.timeline is not None and self.passes.timeline.mode == "auto" else 0
-        return self.iter_propagate(start, end, discover=True, categories=categories,
-                                   sounds=dict(sounds) if sounds else None)
-
-    def run_auto(self, end: int | None = None, *, progress: Progress | None = None, **options: Any) -> None:
-        self._deprecated("run_auto", "propagate(0, discover=True)")
-        with closing(self.iter_auto(end, **options)) as results:  # type: ignore[type-var]
-            for r in results:
-                if progress:
-                    progress(self.status.done, self.status.total, {"frame": r.index, "objects": len(self.registry)})
-
-    def propagate_backward(self, start: int, end: int = 0, *, objects: list[int] | None = None,
-                           progress: Progress | None = None) -> None:
-        self._deprecated("propagate_backward", "propagate(start, end, 'backward')")
-        self.propagate(start, end, "backward", objects=objects, progress=progress)
-
-    def track_prompts(self, prompts: P.Prompts, end: int | None = None, *, discover: bool = False,
-                      categories: str | None = None, progress: Progress | None = None) -> None:
-        self._deprecated("track_prompts", "propagate(first prompt frame, prompts=...)")
-        if not any(prompts.values()):
-            raise InputError("no prompts given")
-        start = min(f for f, items in prompts.items() if items)
-        self.propagate(start, end, discover=discover, prompts=prompts, categories=categories, progress=progress)
-
-    def resume(self, prompts: P.Prompts | None = None, *, end: int | None = None,
-               progress: Progress | None = None) -> bool:
-        self._deprecated("resume", "propagate(None, prompts=...) (see Session.resumable)")
-        if self.passes.timeline is None:
-            return False
-        self.propagate(None, end, prompts=prompts, progress=progress)
-        return True

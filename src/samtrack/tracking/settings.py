@@ -18,7 +18,7 @@ import functools
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from samtrack.errors import InputError
+from samtrack.errors import InputError, PromptError
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")  # as samtrack.models.common (kept free of torch here)
 
@@ -70,7 +70,7 @@ class TrackerSettings:
 
     def __post_init__(self) -> None:
         if self.long_term_mem_gap < 1 or self.max_len_long_term < 1:
-            raise InputError("long_term_mem_gap and max_len_long_term must be >= 1")
+            raise PromptError("long_term_mem_gap and max_len_long_term must be >= 1")
 
     @property
     def source(self) -> str:
@@ -128,13 +128,13 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.sam_gap < 1:
-            raise InputError(f"sam_gap must be >= 1, got {self.sam_gap}")
+            raise PromptError(f"sam_gap must be >= 1, got {self.sam_gap}")
         if not 1 <= self.max_obj_num <= 255:
-            raise InputError(f"max_obj_num must be in 1..255 (ids are stored as uint8), got {self.max_obj_num}")
+            raise PromptError(f"max_obj_num must be in 1..255 (ids are stored as uint8), got {self.max_obj_num}")
         if not 0.0 <= self.min_new_obj_iou <= 1.0:
-            raise InputError(f"min_new_obj_iou must be in [0, 1], got {self.min_new_obj_iou}")
+            raise PromptError(f"min_new_obj_iou must be in [0, 1], got {self.min_new_obj_iou}")
         if self.precision not in PRECISION_CHOICES:
-            raise InputError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, not {self.precision!r}")
+            raise PromptError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, not {self.precision!r}")
 
     def load_key(self, kind: str) -> tuple:
         """What decides the weights of model `kind` (``segmenter``, ``tracker``, ``detector``, ``audio``):
@@ -162,7 +162,7 @@ class Settings:
         known = dict(leaves())
         for path, value in values.items():
             if path not in known:
-                raise InputError(f"unknown setting {path!r}; known: {', '.join(known)}")
+                raise PromptError(f"unknown setting {path!r}; known: {', '.join(known)}")
             head, _, rest = path.partition(".")
             value = _convert(known[path], value, path)
             if rest:
@@ -229,7 +229,7 @@ def _convert(f: dataclasses.Field, value: Any, path: str) -> Any:
     if value is None or (isinstance(value, str) and kind is not str and not value.strip()):
         if f.default is None:
             return None
-        raise InputError(f"{path} needs a value")
+        raise PromptError(f"{path} needs a value")
     try:
         if kind is bool:
             return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
@@ -240,7 +240,7 @@ def _convert(f: dataclasses.Field, value: Any, path: str) -> Any:
             return int(number)
         return kind(value)
     except (TypeError, ValueError):
-        raise InputError(f"{path} must be {'a whole number' if kind is int else 'a ' + kind.__name__}, "
+        raise PromptError(f"{path} must be {'a whole number' if kind is int else 'a ' + kind.__name__}, "
                          f"got {value!r}") from None
 
 

@@ -1,5 +1,10 @@
 """Batched single-frame steps of SAM 2.1 / EdgeTAM / SAM 3 tracker video models: many objects in one model call.
 
+This is the one module that calls transformers' private methods (``_use_multimask``,
+``_encode_new_memory``, ``_build_memory_attention_inputs``, ``_process_object_pointers``): they are not a
+stable API, so pyproject pins transformers to the minor release the tests ran (parity tests against
+the library's own per-object inference catch a change).
+
 transformers' ``Sam2VideoModel.forward`` (and EdgeTAM's) runs the memory attention and the mask
 decoder once per object, and its single-frame decoder picks the best multimask output with an index
 that is only right for a batch of one. These functions drive the same submodules (vision encoder,
@@ -149,3 +154,16 @@ def encode_memory(model: VideoModel, frame: FrameFeatures, decoded: Decoded,
     feats = frame.feats[-1].expand(-1, batch, -1)
     return model._encode_new_memory(current_vision_feats=feats, pred_masks_high_res=decoded.high_res,
                                     object_score_logits=decoded.score, is_mask_from_pts=binarize)
+
+
+def memory_inputs(model: VideoModel, slots: list[tuple[int, dict[str, torch.Tensor]]],
+                  device: torch.device) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The memory-attention inputs (features, positions) of stacked memory frames, as the library builds them:
+    `slots` are (temporal offset, {"maskmem_features", "maskmem_pos_enc"}) pairs."""
+    return model._build_memory_attention_inputs(slots, device)
+
+
+def object_pointers(model: VideoModel, offsets: list[int], pointers: list[torch.Tensor], max_pointers: int,
+                    batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The object-pointer tokens and their temporal positions, as the library builds them."""
+    return model._process_object_pointers(offsets, pointers, max_pointers, batch, model.hidden_dim, device)

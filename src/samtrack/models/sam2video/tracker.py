@@ -136,12 +136,12 @@ class Sam2VideoTracker:
 
         slots = [(0, stacked([m.conditioning[s] for m in mems])) for s in cond_steps]
         slots += [(k, stacked([m.recent[step - k] for m in mems])) for k in sorted(mem_offsets, reverse=True)]
-        memory, positions = self.model._build_memory_attention_inputs(slots, self.device)
+        memory, positions = steps.memory_inputs(self.model, slots, self.device)
         offsets = [step - s for s in cond_steps] + list(ptr_offsets)
         pointers = [torch.cat([m.conditioning[s].pointer.reshape(1, -1) for m in mems]) for s in cond_steps]
         pointers += [torch.cat([m.pointer_at(step - k).reshape(1, -1) for m in mems]) for k in ptr_offsets]
-        ptr, ptr_pos = self.model._process_object_pointers(
-            offsets, pointers, self.num_pointer_frames + 1, len(members), self.model.hidden_dim, self.device)
+        ptr, ptr_pos = steps.object_pointers(self.model, offsets, pointers, self.num_pointer_frames + 1, len(members),
+                                             self.device)
         return torch.cat([*memory, ptr]), torch.cat([*positions, ptr_pos]), ptr.shape[0], len(slots)
 
     def _predict(self, pending: _Pending) -> None:

@@ -132,3 +132,19 @@ def load_sam3_tracker_weights(name: str, checkpoint: str | Path | None = None, d
 
     sam3 = load_sam3(str(checkpoint or name), "tracker", device, precision)
     return Sam2VideoWeights(str(name), str(sam3.device), sam3.precision, sam3.model, sam3.processor)
+
+
+def serves_concept(name_or_path: str) -> bool:
+    """Whether a tracker name or directory is a SAM 3 checkpoint that can detect and track by itself
+    (``sam3``, ``facebook/sam3``, a ``sam3_video`` directory); never downloads anything."""
+    spec = find_spec(str(name_or_path), "tracker")
+    if spec is not None:
+        return spec.family == "sam3"
+    path = Path(str(name_or_path)).expanduser()
+    return path.is_dir() and "concept" in ROLES_OF_TYPE.get(config_model_type(path) or "", ())
+
+
+def load_sam3_concept_weights(name: str, checkpoint: str | Path | None = None, device: str | torch.device = "cpu",
+                              precision: str = "auto") -> Sam3Weights:
+    """SAM 3's detect-and-track model (``Sam3VideoModel``), to make :class:`ConceptTracker` s from."""
+    return load_sam3(str(checkpoint or name), "concept", device, precision)
