@@ -162,14 +162,14 @@ class Handlers:
         ids = ws.session.mask(index)
         ws.note(index, np.unique(ids[ids > 0]).tolist())
 
-    def _catch_up(self, ws: Workspace, box: float | None, shown: float | None, action: str) -> str | None:
+    def _catch_up(self, ws: Workspace, frame_box: float | None, shown: float | None, action: str) -> str | None:
         """None when the page shows the frame on screen and its frame box agrees (or the call names no
         frame: `shown` None or -1, as API calls). Else the page is brought to the frame the box names, and the message says so."""
         s = ws.require_session()
         if shown is None or shown < 0:
             return None
         shown = int(shown)
-        wanted = shown if box is None else min(max(round(float(box)), 0), len(s) - 1)
+        wanted = shown if frame_box is None else min(max(round(float(frame_box)), 0), len(s) - 1)
         if shown == ws.frame and wanted == shown:
             return None
         self._goto(ws, wanted)
@@ -376,15 +376,15 @@ class Handlers:
                              "it (or choose it in the Objects tab)")
         return self._select(ws, obj_id)
 
-    def click(self, mode: str, box: float | None, shown: float | None, evt: gr.SelectData,
+    def click(self, mode: str, frame_box: float | None, shown: float | None, evt: gr.SelectData,
               request: gr.Request) -> tuple:
         """A click on the frame image: positive/negative click, one corner of a box, or picking the object
-        to refine. `box` and `shown`: the page's frame box and the frame it shows."""
+        to refine. `frame_box` and `shown`: the page's frame box and the frame it shows."""
         ws = self.ws(request)
         x, y = (float(v) for v in evt.index[:2])
         with self.errors(ws), ws.lock:
             ws.require_idle()
-            stale = self._catch_up(ws, box, shown, "click")
+            stale = self._catch_up(ws, frame_box, shown, "click")
             if stale:
                 return self.view(ws, stale)
             if mode == "Select object":
@@ -400,7 +400,7 @@ class Handlers:
             ms = (time.perf_counter() - started) * 1000
             return self.view(ws, f"Object {made}: {len(ws.points)} click(s) on frame {ws.frame} ({ms:.0f} ms).")
 
-    def gesture(self, data: str, box: float | None, shown: float | None, request: gr.Request) -> tuple:
+    def gesture(self, data: str, frame_box: float | None, shown: float | None, request: gr.Request) -> tuple:
         """A gesture from the page's script, on the frame on screen: {"kind": "negative", "point": [x, y]}
         (right click), {"kind": "box", "box": [x0, y0, x1, y1]} (drag), {"kind": "select", "id": N} (a row
         of the object list)."""
@@ -416,7 +416,7 @@ class Handlers:
             if kind == "select":
                 return self.view(ws, self._select(ws, int(values[0])))
             ws.require_idle()
-            stale = self._catch_up(ws, box, shown, "click" if kind == "negative" else "box")
+            stale = self._catch_up(ws, frame_box, shown, "click" if kind == "negative" else "box")
             if stale:
                 return self.view(ws, stale)
             if kind == "negative":
@@ -558,7 +558,7 @@ class Handlers:
             return self._find(ws, P.audio_caption(chosen), dict(chosen))
 
     # ------------------------------------------------------------------ tracking
-    def track(self, direction: str, end: float | None, discover: bool, box: float | None, shown: float | None,
+    def track(self, direction: str, end: float | None, discover: bool, frame_box: float | None, shown: float | None,
               request: gr.Request, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:  # noqa: B008
         """Propagate from the frame on screen, showing each frame as it is tracked; Stop ends it. The
         tab is idle again however it ends (finished, stopped, failed, or the page went away)."""
@@ -570,7 +570,7 @@ class Handlers:
             with self.errors(ws):
                 with ws.lock:
                     s = ws.require_idle()
-                    stale = self._catch_up(ws, box, shown, "Track")
+                    stale = self._catch_up(ws, frame_box, shown, "Track")
                     if stale is None:
                         ws.busy = started_busy = True
                         ws.clear_prompt()
