@@ -172,6 +172,7 @@ def test_reset_starts_the_video_afresh(tab):
     s = ws.session
     assert not s.objects and not s.can_undo and not any(s.mask(i).any() for i in range(len(s)))
     assert len(s) == 12 and Path(s.out_dir) == run and not list((run / "masks").glob("*.png"))
+    assert s.source.fps == 24  # the video's own rate (the fps box is for zips of frames)
     assert "Object 1: 1 click(s)" in status(h.click("Positive click", None, None, select(80, 60), req))
 
 

@@ -193,7 +193,7 @@ class Handlers:
         if previous is not None:
             shutil.rmtree(Path(previous.out_dir).parent, ignore_errors=True)
         ws.session = s = Session(source, folder / "run", ws.settings, models=self.models)
-        ws.name, ws.reopen = name, (Path(source.path), fps)
+        ws.name, ws.reopen = name, (Path(source.path), source.fps)  # a video's own rate, a zip's as given
         ws.names = {str(source.path): name, str(folder / "run"): f"the run of {name}"}
         kind = "a single image" if len(s) == 1 else f"a video of {len(s)} frames"
         return self.view(ws, f"Opened {name}: {kind} ({s.source.width}×{s.source.height}, {s.source.fps:g} fps). "
