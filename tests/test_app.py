@@ -52,7 +52,7 @@ def server(tiny_sam, tmp_path_factory):
     url = launch(demo, block=False)
     yield demo, url
     demo.close()
-    demo.handlers.workspaces.close()
+    demo.handlers.close()
 
 
 def client(url: str) -> Client:
@@ -81,7 +81,7 @@ def test_open_click_track_roll_back_download(server, small_mp4, tmp_path):
     assert box["object"] == 2
     final = c.submit("forward", 6, False, api_name="/propagate").result()
     assert "from frame 3" in final[-1]
-    video, files, _ = c.predict(api_name="/download")
+    video, files, _ = c.predict([], api_name="/download")
     names = {Path(f).name for f in files}
     assert {"masks.zip", "overlay.mp4", "overlay.gif", "masks_rle.json", "objects.json"} <= names
     assert Path(video).stat().st_size > 0
@@ -182,23 +182,23 @@ def test_click_on_the_image_uses_the_mode(server, small_mp4):
     h = demo.handlers
     request = gr.Request(session_hash="select-test")
     h.open_video(str(small_mp4), 30, request)
-    view = h.click("Positive click", gr.SelectData(None, {"index": [80, 60], "value": None}), request)
-    assert view[0].shape == (120, 212, 3) and "Object 1" in view[-1]
-    h.click("Box", gr.SelectData(None, {"index": [150, 70], "value": None}), request)
+    view = h.click("Positive click", None, None, gr.SelectData(None, {"index": [80, 60], "value": None}), request)
+    assert view[0]["value"].shape == (120, 212, 3) and "Object 1" in view[-1]
+    h.click("Box", None, None, gr.SelectData(None, {"index": [150, 70], "value": None}), request)
     h.new_object(request)
-    h.click("Box", gr.SelectData(None, {"index": [150, 70], "value": None}), request)
-    view = h.click("Box", gr.SelectData(None, {"index": [200, 110], "value": None}), request)
+    h.click("Box", None, None, gr.SelectData(None, {"index": [150, 70], "value": None}), request)
+    view = h.click("Box", None, None, gr.SelectData(None, {"index": [200, 110], "value": None}), request)
     assert "object 2" in view[-1]
     with pytest.raises(gr.Error, match="positive click"):
         h.new_object(request)
-        h.click("Negative click", gr.SelectData(None, {"index": [10, 10], "value": None}), request)
+        h.click("Negative click", None, None, gr.SelectData(None, {"index": [10, 10], "value": None}), request)
     h.new_object(request)
-    assert "object 3" in h.gesture('{"kind": "box", "box": [10, 10, 60, 50], "t": 1}', request)[-1]  # a drag
+    assert "object 3" in h.gesture('{"kind": "box", "box": [10, 10, 60, 50], "t": 1}', None, None, request)[-1]  # a drag
     h.select_object(1, request)
-    h.click("Positive click", gr.SelectData(None, {"index": [80, 60], "value": None}), request)
-    assert "Object 1: 2 click(s)" in h.gesture('{"kind": "negative", "point": [200, 110], "t": 2}', request)[-1]
+    h.click("Positive click", None, None, gr.SelectData(None, {"index": [80, 60], "value": None}), request)
+    assert "Object 1: 2 click(s)" in h.gesture('{"kind": "negative", "point": [200, 110], "t": 2}', None, None, request)[-1]
     with pytest.raises(gr.Error, match="unknown gesture"):
-        h.gesture('{"kind": "box"}', request)
+        h.gesture('{"kind": "box"}', None, None, request)
     folder = h.workspaces.get("select-test").folder
     h.unload(request)
     assert not folder.exists()
@@ -216,15 +216,15 @@ def test_brush_stroke_and_segment_everything_keep_or_drop(server, small_mp4):
     h.open_video(str(small_mp4), 30, request)
     *view, keep = h.everything(request)
     found = keep["value"]
-    assert found == list(range(1, len(found) + 1)) and "new objects" in view[-1]
+    assert found == list(range(1, len(found) + 1)) and "new object" in view[-1]
     *view, _ = h.keep_segments(found[:1], request)  # untick all but the first
     assert sorted(ws.session.objects) == [1]
     layer = np.zeros((120, 212, 4), np.uint8)
     layer[50:56, 60:140] = (255, 48, 48, 255)  # a horizontal stroke
-    editor = h.brush_frame(request)
+    editor, _ = h.brush_frame(request)
     assert editor["background"].shape == (120, 212, 3)
     h.new_object(request)
-    view = h.brush({**editor, "layers": [layer]}, request)
+    *view, _ = h.brush({**editor, "layers": [layer]}, request)
     assert f"Stroke → object {found[-1] + 1}" in view[-1]  # ids are never reused
     with pytest.raises(gr.Error, match="paint a stroke"):
         h.brush({**editor, "layers": [np.zeros_like(layer)]}, request)
@@ -250,7 +250,7 @@ def test_zip_extraction_rejects_unsafe_names(tmp_path):
 
 
 def test_missing_weights_are_named_with_the_command(tmp_path, monkeypatch):
-    from samtrack.app.layout import weights_banner
+    from samtrack.app.weights import weights_banner
 
     monkeypatch.setenv("SAMTRACK_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))

@@ -130,7 +130,7 @@ def test_an_opened_upload_leaves_the_apps_cache(tmp_path, monkeypatch):
         assert not (tmp_path / "elsewhere").exists()
     finally:
         demo.close()
-        demo.handlers.workspaces.close()
+        demo.handlers.close()
 
 
 def _free_port() -> int:

@@ -2,7 +2,10 @@
 
 Modules: `layout` (the page and its wiring, API endpoints), `handlers` (what each action does),
 `workspace` (per-browser-session state and files), `uploads` (limits, safe zip extraction), `view`
-(frame rendering, object list).
+(frame rendering, object list), `messages` (what the page says: the user's words, escaped), `weights`
+(what is on disk, what a tracker choice downloads), `examples` (example inputs), `exports` (dataset
+exports to download), `prefetch` (the frame on screen encoded in the background), `gestures` (the
+page's mouse and keyboard script).
 """
 
 import os

@@ -5,7 +5,8 @@
 
 Heavy work (propagation, segment everything, text, audio, outputs) shares one queue slot across all
 users (`concurrency_id="heavy"`); clicks and navigation run on their own slots, so they stay responsive
-while another tab tracks.
+while another tab tracks. Every action that fails puts its message in the status line too (a
+`.failure` event), so the message stays after the toast fades and no error badge hides the status.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from typing import Any
 
 import gradio as gr
 
+from samtrack.app.examples import SYNTHETIC
+from samtrack.app.exports import CHOICES as EXPORT_CHOICES
 from samtrack.app.gestures import GESTURES_JS
-from samtrack.app.handlers import NEW_OBJECT, PANEL_SETTINGS, Handlers
+from samtrack.app.handlers import MODES, NEW_OBJECT, PANEL_SETTINGS, SOUND_SETTINGS, Handlers
 from samtrack.app.uploads import discard_upload
+from samtrack.app.weights import tracker_choices, weights_banner
 from samtrack.app.workspace import AppConfig
-from samtrack.models import registry
+from samtrack.models.detectors import makes_masks
 from samtrack.tracking.settings import Settings, leaves
 
 HEAVY = {"concurrency_id": "heavy", "concurrency_limit": 1}
@@ -30,52 +34,22 @@ LIGHT = {"concurrency_id": "light", "concurrency_limit": 4}
 CSS = """
 .samtrack-objects {width: 100%; border-collapse: collapse}
 .samtrack-objects td, .samtrack-objects th {padding: 2px 8px; text-align: left}
+.samtrack-objects tbody tr {cursor: pointer}
 .samtrack-selected {font-weight: bold; outline: 2px solid var(--color-accent)}
 .samtrack-hidden {display: none !important}
+.samtrack-error {color: var(--error-text-color, #b91c1c); font-weight: 600}
 """
 
 
-def missing_weights(settings: Settings) -> list[str]:
-    """Models the settings name whose weights are neither a local path nor in the cache."""
-    wanted = [(settings.segmenter.model, "segmenter"), (settings.tracker.source, "tracker")]
-    missing = []
-    for name, kind in wanted:
-        if Path(name).expanduser().exists():
-            continue
-        spec = registry.find_spec(name)
-        if spec is None or not registry.is_cached(spec):
-            missing.append(name if spec is None else spec.name)
-    return missing
-
-
-def weights_banner(settings: Settings) -> str:
-    missing = missing_weights(settings)
-    if not missing:
-        return ""
-    return (f"**Weights missing:** {', '.join(missing)}. Prompts and tracking need them: fetch them with "
-            f"`samtrack download {' '.join(missing)}` on a machine with internet access (or pass local paths "
-            "with `--segmenter` / `--checkpoint`), then restart `samtrack app`.")
-
-
-def tracker_choices(current: str, checkpoint: str | None) -> list[tuple[str, str]]:
-    """(label, name) of every tracker, each marked with what choosing it means: ready (on disk), or the
-    download it needs first."""
-    choices = []
-    for spec in registry.list_specs("tracker"):
-        ready = registry.is_cached(spec) or (spec.name == registry.canonical_name(current, "tracker") and checkpoint)
-        choices.append((f"{spec.name} ({'on disk' if ready else f'downloads {spec.approx_mb} MB'})", spec.name))
-    if current not in [name for _, name in choices] and registry.find_spec(current, "tracker") is None:
-        choices.insert(0, (f"{current} (on disk)", current))
-    return choices
-
-
-def setting_widget(path: str, settings: Settings) -> gr.Component:
-    """The settings panel's control for one setting, from its field: its type, help text and choices."""
+def setting_widget(path: str, settings: Settings, label: str | None = None) -> gr.Component:
+    """The control for one setting, from its field: its type, help text and choices."""
     f = dict(leaves())[path]
-    value, label, info = settings.get(path), path, f.metadata["help"]
+    value, info = settings.get(path), f.metadata["help"]
+    label = label or path
     if path == "tracker.model":
+        # Only the listed trackers: a web user must not make the server load or fetch a path or repo of their own.
         return gr.Dropdown(tracker_choices(value, settings.tracker.checkpoint), value=value, label="Tracker",
-                           info="downloads happen when tracking starts", allow_custom_value=True)
+                           info="'(downloads N MB)': tracking fetches it first")
     if f.metadata.get("choices"):
         return gr.Radio(list(f.metadata["choices"]), value=value, label=label, info=info)
     if isinstance(value, bool):
@@ -117,22 +91,25 @@ def build_app(config: AppConfig | None = None, models: Any = None) -> gr.Blocks:
         gr.Markdown(weights_banner(d), elem_id="weights")
         with gr.Row():
             with gr.Column(scale=3):
-                image = gr.Image(label="Frame (click to prompt)", type="numpy", format="jpeg",
-                                 interactive=False, elem_id="frame", buttons=[])
+                image = gr.Image(label="Frame", type="numpy", format="jpeg", interactive=False, elem_id="frame",
+                                 buttons=[])
                 with gr.Row():
                     prev_btn = gr.Button("◀ Previous", size="sm", elem_id="prev")
                     slider = gr.Slider(0, 1, value=0, step=1, label="Frame", elem_id="slider", scale=4)
                     next_btn = gr.Button("Next ▶", size="sm", elem_id="next")
-                mode = gr.Radio(["Positive click", "Negative click", "Box"], value="Positive click",
-                                label="Left click adds (Box: click two corners)", elem_id="mode",
-                                info="Right click: negative click · drag: box · ←/→: frames · Ctrl+Z/Y: undo/redo")
+                # the frame on screen (-1: none; API calls leave it so and name their frame themselves)
+                shown = gr.Number(-1, visible="hidden", elem_id="shown", precision=0)
+                mode = gr.Radio(list(MODES), value=MODES[0], label="Left click", elem_id="mode",
+                                info="Right click: negative click · drag: box · ←/→: frames · Ctrl+Z/Y: undo/redo · "
+                                     "Box: click two corners · Select object: click its mask")
                 gesture = gr.Textbox(elem_id="gesture", elem_classes=["samtrack-hidden"], show_label=False,
                                      container=False)
                 with gr.Row():
                     new_btn = gr.Button("New object", elem_id="new-object")
                     undo_btn = gr.Button("Undo", elem_id="undo")
                     redo_btn = gr.Button("Redo", elem_id="redo")
-                status = gr.Markdown("Open a video to start.", elem_id="status")
+                    reset_btn = gr.Button("Reset", variant="stop", elem_id="reset")
+                status = gr.HTML("Open a video to start.", elem_id="status")
                 with gr.Group():
                     with gr.Row():
                         direction = gr.Radio(["forward", "backward"], value="forward", label="Track",
@@ -148,7 +125,8 @@ def build_app(config: AppConfig | None = None, models: Any = None) -> gr.Blocks:
                                      file_types=[".mp4", ".mov", ".avi", ".mkv", ".webm", ".zip"],
                                      type="filepath", elem_id="upload")
                     fps = gr.Number(value=30, label="Frames per second (zip of frames)", minimum=1)
-                    example_btn = gr.Button("Load the example clip", elem_id="example")
+                    example = gr.Dropdown(h.example_names(), value=SYNTHETIC, label="Example", elem_id="example-name")
+                    example_btn = gr.Button("Open the example", elem_id="example")
                 with gr.Tab("Objects"):
                     objects = gr.HTML(elem_id="objects")
                     selector = gr.Dropdown([("New object", NEW_OBJECT)], value=NEW_OBJECT,
@@ -158,61 +136,71 @@ def build_app(config: AppConfig | None = None, models: Any = None) -> gr.Blocks:
                         relabel_btn = gr.Button("Relabel", scale=1)
                     delete_btn = gr.Button("Delete selected object", variant="stop")
                 with gr.Tab("More prompts"):
-                    with gr.Accordion("Brush stroke", open=False):
-                        brush_load = gr.Button("Brush on this frame")
+                    with gr.Accordion("Brush stroke", open=False, elem_id="brush-accordion"):
+                        brush_load = gr.Button("Brush on this frame", elem_id="brush-load")
                         editor = gr.ImageEditor(type="numpy", layers=False, transforms=(), label="Paint over the object",
-                                                brush=gr.Brush(colors=["#ff3030"], default_size=12))
-                        brush_btn = gr.Button("Use the stroke")
+                                                brush=gr.Brush(colors=["#ff3030"], default_size=12), elem_id="editor")
+                        brush_btn = gr.Button("Use the stroke", elem_id="brush-use")
                     with gr.Accordion("Segment everything", open=False):
                         everything_btn = gr.Button("Segment everything on this frame")
                         keep = gr.CheckboxGroup([], label="New segments (untick to drop)")
                         keep_btn = gr.Button("Apply")
-                    with gr.Accordion("Text (Grounding DINO)", open=False):
+                    detector = "SAM 3" if makes_masks(d.detector.model) else "Grounding DINO"
+                    with gr.Accordion(f"Text ({detector})", open=False):
                         caption = gr.Textbox(label="Caption", placeholder="swan. duck")
-                        box_thr = gr.Slider(0, 1, value=d.detector.box_threshold, step=0.01, label="Box threshold")
-                        text_thr = gr.Slider(0, 1, value=d.detector.text_threshold, step=0.01, label="Text threshold")
+                        thresholds = [setting_widget(path, d) for path in h.text_settings]
                         text_btn = gr.Button("Find")
                     with gr.Accordion("Sound (AST audio tagging)", open=False):
+                        hearing = [setting_widget(path, d) for path in SOUND_SETTINGS]
                         listen_btn = gr.Button("Listen to the soundtrack")
-                        sound = gr.Radio([], label="Sounds (AudioSet label, probability)")
-                        ground_btn = gr.Button("Find what makes this sound")
+                        sound = gr.CheckboxGroup([], label="Sounds heard (AudioSet label, probability)")
+                        ground_btn = gr.Button("Find what makes these sounds")
                 with gr.Tab("Settings"):
                     panel = [setting_widget(path, d) for path in PANEL_SETTINGS]
                     settings_btn = gr.Button("Apply settings")
                 with gr.Tab("Outputs", elem_id="outputs-tab"):
+                    formats = gr.CheckboxGroup(EXPORT_CHOICES, value=[], label="Also export as", elem_id="formats")
                     outputs_btn = gr.Button("Make outputs", elem_id="make-outputs")
                     video = gr.Video(label="Overlay", interactive=False)
                     files = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="files")
 
-        view = [image, slider, objects, selector, status]
+        page = [image, slider, shown, objects, selector, status]
         quiet = {"show_progress_on": [status]}
+
+        def on(event: Any) -> None:
+            """A failed action's message stays in the status line (the toast fades)."""
+            event.failure(h.failed, None, status, api_visibility="private", queue=False)
+
         open_video = h.open_video if config.upload_cache is None else consuming(h.open_video, config.upload_cache)
-        upload.upload(open_video, [upload, fps], view, api_name="open_video", **quiet, **HEAVY)
-        example_btn.click(h.open_example, None, view, api_name="open_example", **quiet, **HEAVY)
-        slider.release(h.goto, [slider], view, api_name="goto", **quiet, **LIGHT)
-        prev_btn.click(h.previous, None, view, api_visibility="private", **quiet, **LIGHT)
-        next_btn.click(h.next, None, view, api_visibility="private", **quiet, **LIGHT)
-        image.select(h.click, [mode], view, api_visibility="private", **quiet, **LIGHT)
-        gesture.change(h.gesture, [gesture], view, api_visibility="private", **quiet, **LIGHT)
-        new_btn.click(h.new_object, None, view, api_visibility="private", **quiet, **LIGHT)
-        undo_btn.click(h.undo, None, view, api_name="undo", **quiet, **LIGHT)
-        redo_btn.click(h.redo, None, view, api_name="redo", **quiet, **LIGHT)
-        selector.input(h.select_object, [selector], view, api_name="select_object", **quiet, **LIGHT)
-        relabel_btn.click(h.relabel, [label], view, api_name="relabel", **quiet, **LIGHT)
-        delete_btn.click(h.delete, None, view, api_name="delete_object", **quiet, **LIGHT)
-        brush_load.click(h.brush_frame, None, editor, api_visibility="private", **LIGHT)
-        brush_btn.click(h.brush, [editor], view, api_visibility="private", **quiet, **LIGHT)
-        everything_btn.click(h.everything, None, [*view, keep], api_name="segment_everything", **quiet, **HEAVY)
-        keep_btn.click(h.keep_segments, [keep], [*view, keep], api_name="keep_segments", **quiet, **LIGHT)
-        text_btn.click(h.text, [caption, box_thr, text_thr], view, api_name="add_text", **quiet, **HEAVY)
-        listen_btn.click(h.sounds, None, [sound, status], api_name="sounds", **quiet, **HEAVY)
-        ground_btn.click(h.ground_sound, [sound, box_thr, text_thr], view, api_name="ground_sound", **quiet,
-                         **HEAVY)
-        settings_btn.click(h.apply_settings, panel, status, api_name="settings", **quiet, **LIGHT)
-        tracking = track_btn.click(h.track, [direction, end, discover], view, api_name="propagate",
+        on(upload.upload(open_video, [upload, fps], [upload, *page], api_name="open_video", **quiet, **HEAVY))
+        on(example_btn.click(h.open_example, [example, fps], [upload, *page], api_name="open_example", **quiet,
+                             **HEAVY))
+        on(slider.input(h.goto, [slider], page, api_name="goto", trigger_mode="always_last", **quiet, **LIGHT))
+        on(prev_btn.click(h.previous, None, page, api_visibility="private", **quiet, **LIGHT))
+        on(next_btn.click(h.next, None, page, api_visibility="private", **quiet, **LIGHT))
+        on(image.select(h.click, [mode, slider, shown], page, api_visibility="private", **quiet, **LIGHT))
+        on(gesture.change(h.gesture, [gesture, slider, shown], page, api_visibility="private", **quiet, **LIGHT))
+        on(new_btn.click(h.new_object, None, page, api_visibility="private", **quiet, **LIGHT))
+        on(undo_btn.click(h.undo, None, page, api_name="undo", **quiet, **LIGHT))
+        on(redo_btn.click(h.redo, None, page, api_name="redo", **quiet, **LIGHT))
+        on(reset_btn.click(h.reset, None, page, api_name="reset", **quiet, **LIGHT))
+        on(selector.input(h.select_object, [selector], page, api_name="select_object", **quiet, **LIGHT))
+        on(relabel_btn.click(h.relabel, [label], page, api_name="relabel", **quiet, **LIGHT))
+        on(delete_btn.click(h.delete, None, page, api_name="delete_object", **quiet, **LIGHT))
+        on(brush_load.click(h.brush_frame, None, [editor, status], api_visibility="private", **quiet, **LIGHT))
+        on(brush_btn.click(h.brush, [editor], [*page, editor], api_visibility="private", **quiet, **LIGHT))
+        on(everything_btn.click(h.everything, None, [*page, keep], api_name="segment_everything", **quiet, **HEAVY))
+        on(keep_btn.click(h.keep_segments, [keep], [*page, keep], api_name="keep_segments", **quiet, **LIGHT))
+        on(text_btn.click(h.text, [caption, *thresholds], page, api_name="add_text", **quiet, **HEAVY))
+        on(listen_btn.click(h.sounds, hearing, [sound, status], api_name="sounds", **quiet, **HEAVY))
+        on(ground_btn.click(h.ground_sounds, [sound, *thresholds], page, api_name="ground_sounds", **quiet,
+                            **HEAVY))
+        on(settings_btn.click(h.apply_settings, panel, status, api_name="settings", **quiet, **LIGHT))
+        tracking = track_btn.click(h.track, [direction, end, discover, slider, shown], page, api_name="propagate",
                                    **quiet, **HEAVY)
-        stop_btn.click(h.stop, None, view, api_name="stop", cancels=[tracking], queue=False)
-        outputs_btn.click(h.outputs, None, [video, files, status], api_name="download", **quiet, **HEAVY)
+        on(tracking)
+        stop_btn.click(h.stop, None, page, api_name="stop", cancels=[tracking], queue=False)
+        on(outputs_btn.click(h.outputs, [formats], [video, files, status], api_name="download", **quiet, **HEAVY))
         gr.api(h.api_click, api_name="add_click", **LIGHT)
         gr.api(h.api_box, api_name="add_box", **LIGHT)
         gr.api(h.api_objects, api_name="objects", **LIGHT)

@@ -1,13 +1,15 @@
 """Uploaded inputs: size and length limits, safe zip extraction, opening the frames.
 
-Uploads are copied under a fixed name into the browser session's own folder (the uploaded file name
-is never used as a path), and zips of frames are unpacked member by member after checking, from the
+Uploads are copied into the browser session's own folder under a name made of the uploaded name's
+letters, digits, '-' and '_' only (`safe_stem`: the exports name the sequence after it; the uploaded
+name itself is never used as a path), and zips of frames are unpacked member by member after checking, from the
 archive's index and before anything is written, every name (no absolute paths, no `..`, no links, only
 .jpg/.png frames), the number of frames, each frame's size, their total and the free disk space.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import stat
 import zipfile
@@ -57,6 +59,12 @@ def human_size(n: int) -> str:
         if n >= factor:
             return f"{n / factor:.3g} {unit}"
     return f"{n} bytes"
+
+
+def safe_stem(name: str) -> str:
+    """A file name's stem reduced to letters, digits, '-' and '_' (at most 64), or 'input'."""
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(name).stem).strip("_-")[:64]
+    return stem or "input"
 
 
 def _member_path(info: zipfile.ZipInfo) -> PurePosixPath:
@@ -178,12 +186,12 @@ def open_upload(upload: str | Path, dest: Path, *, fps: float | None, max_bytes:
                          "(--max-upload)")
     try:
         if suffix == ".zip":
-            source = open_source(extract_frames(upload, dest / "frames", max_bytes, max_frames=max_frames),
-                                 fps=fps or None)
+            source = open_source(extract_frames(upload, dest / safe_stem(upload.name), max_bytes,
+                                                max_frames=max_frames), fps=fps or None)
         else:
             _check_room(size, dest, "the video is")
             dest.mkdir(parents=True)
-            target = dest / f"input{suffix}"
+            target = dest / f"{safe_stem(upload.name)}{suffix}"
             try:
                 shutil.copyfile(upload, target)
             except OSError as exc:

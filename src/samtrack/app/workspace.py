@@ -36,6 +36,11 @@ class AppConfig:
     # `max_cache_bytes` (None: ZIP_EXPANSION × max_upload_bytes), oldest files first.
     upload_cache: Path | None = None
     max_cache_bytes: int | None = None
+    # Example inputs (videos and zips of frames) offered beside the synthetic clip; None: the folder
+    # $SAMTRACK_EXAMPLES names, else <model cache>/examples when it exists (see `examples.default_folder`).
+    examples: Path | None = None
+    # Encode the frame on screen in the background, so a click finds its image embedding ready.
+    prefetch: bool = True
 
     @property
     def cache_limit(self) -> int:
@@ -51,20 +56,30 @@ class Workspace:
     folder: Path
     settings: Settings
     session: Any = None  # samtrack.tracking.Session of the open video
-    frame: int = 0  # the frame on screen
+    name: str = ""  # the open video's name as the user knows it (their file's name)
+    reopen: tuple[Path, float | None] | None = None  # (input, fps): what Reset opens again
+    frame: int = 0  # the frame on screen: the one source of truth for "this frame"
     selected: int | None = None  # the object prompts refine (None: the next prompt makes a new one)
     points: list[tuple[float, float]] = field(default_factory=list)  # clicks on the selected object here
     labels: list[int] = field(default_factory=list)
     corner: tuple[float, float] | None = None  # first corner of a box being drawn
+    box: tuple[float, float, float, float] | None = None  # the box prompt last applied here (drawn)
+    brush_frame: int | None = None  # the frame the brush canvas was loaded with
     segments: list[int] = field(default_factory=list)  # segment-everything results awaiting keep/drop
-    seen: dict[int, list[int]] = field(default_factory=dict)  # object id -> [first, last] frame seen
+    heard: list[tuple[str, float]] = field(default_factory=list)  # sound labels of the last Listen
+    present: dict[int, frozenset[int]] = field(default_factory=dict)  # frame -> object ids it shows
+    names: dict[str, str] = field(default_factory=dict)  # server path -> what messages call it
+    error: str = ""  # the last error shown to this tab
     busy: bool = False  # a propagation of this tab is running
     opened: int = 0  # videos opened so far (each gets its own run folder)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Held by whatever uses or changes the session's models (prompts, settings, the background encoder):
+    # a segmenter keeps one frame's embedding, so two threads must not encode through it at once.
+    models_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def require_session(self) -> Any:
         if self.session is None:
-            raise InputError("open a video first (upload one, or load the example clip)")
+            raise InputError("open a video first (upload one, or open an example)")
         return self.session
 
     def require_idle(self) -> Any:
@@ -74,20 +89,33 @@ class Workspace:
         return s
 
     def clear_prompt(self) -> None:
-        """Forget the clicks and box corner in progress (the next click starts afresh)."""
-        self.points, self.labels, self.corner = [], [], None
+        """Forget the clicks, box and box corner in progress (the next click starts afresh)."""
+        self.points, self.labels, self.corner, self.box = [], [], None, None
 
     def note(self, index: int, ids: Any) -> None:
-        """Record which objects frame `index` shows (for the object list's first/last frame)."""
-        for obj_id in ids:
-            span = self.seen.setdefault(int(obj_id), [index, index])
-            span[0], span[1] = min(span[0], index), max(span[1], index)
+        """Record which objects frame `index` shows (for the object list's first and last frame)."""
+        self.present[index] = frozenset(int(i) for i in ids)
+
+    def spans(self) -> dict[int, tuple[int, int]]:
+        """Object id -> (first, last) frame it is shown on, of the frames this tab has seen written."""
+        spans: dict[int, tuple[int, int]] = {}
+        for index, ids in self.present.items():
+            for obj_id in ids:
+                first, last = spans.get(obj_id, (index, index))
+                spans[obj_id] = (min(first, index), max(last, index))
+        return spans
+
+    def forget(self, obj_id: int) -> None:
+        """An object was removed from every frame."""
+        self.present = {i: ids - {obj_id} for i, ids in self.present.items()}
 
     def close_session(self) -> None:
-        if self.session is not None:
-            self.session.close()
-            self.session = None
-        self.selected, self.segments, self.seen, self.frame = None, [], {}, 0
+        with self.models_lock:  # lets a background encode of this session finish first
+            if self.session is not None:
+                self.session.close()
+                self.session = None
+        self.selected, self.segments, self.present, self.frame, self.heard = None, [], {}, 0, []
+        self.brush_frame, self.name, self.reopen = None, "", None
         self.clear_prompt()
 
 
@@ -162,6 +190,9 @@ class Workspaces:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
 
     def drop(self, key: str) -> None:
         """Stop the tab's work, close its session and delete its files."""

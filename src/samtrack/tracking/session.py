@@ -88,6 +88,7 @@ class Session(DeprecatedSessionMethods):
             self.registry = ObjectRegistry(self.settings.max_obj_num)
             self.history = History((self.source.height, self.source.width))
             self.timings: dict[str, float] = {}
+            self.changed_frames: tuple[int, ...] = ()  # the frames the last undo or redo changed
             self._lock = threading.RLock()  # one step at a time: a prompt, or one frame of a propagation
             self._read_lock = threading.Lock()  # a video decoder serves one thread at a time
             self.run = RunWriter(self.out_dir, self.source, background=True)
@@ -294,17 +295,25 @@ class Session(DeprecatedSessionMethods):
                 self.registry.relabel(obj_id, label)
 
     def undo(self) -> str | None:
-        """Revert the last prompt action (add, edit, remove, relabel, segment everything); its name."""
-        with self._lock:
-            self._idle()
-            name = self.history.undo(self.registry, self._set_mask)
-            self._save()
-            return name
+        """Revert the last prompt action (add, edit, remove, relabel, segment everything); its name.
+        :attr:`changed_frames` then lists the frames whose masks it changed."""
+        return self._history_step(self.history.undo)
 
     def redo(self) -> str | None:
+        """Make the last undone action again; its name (:attr:`changed_frames` as for :meth:`undo`)."""
+        return self._history_step(self.history.redo)
+
+    def _history_step(self, step: Callable[..., str | None]) -> str | None:
         with self._lock:
             self._idle()
-            name = self.history.redo(self.registry, self._set_mask)
+            changed: list[int] = []
+
+            def put(index: int, ids: np.ndarray | None) -> None:
+                changed.append(index)
+                self._set_mask(index, ids)
+
+            name = step(self.registry, put)
+            self.changed_frames = tuple(changed)
             self._save()
             return name
 
