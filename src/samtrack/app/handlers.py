@@ -562,6 +562,28 @@ class Handlers:
               request: gr.Request, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:  # noqa: B008
         """Propagate from the frame on screen, showing each frame as it is tracked; Stop ends it. The
         tab is idle again however it ends (finished, stopped, failed, or the page went away)."""
+        yield from self._pass(request, progress, direction, end, discover, frame_box, shown)
+
+    def track_concepts(self, caption: str, frame_box: float | None, shown: float | None, request: gr.Request,
+                       progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:  # noqa: B008
+        """SAM 3 concept tracking from the frame on screen: every instance of the caption's categories,
+        detected and tracked by SAM 3 on every frame (the tracker must be SAM 3; the video must hold no
+        objects yet). Refinement afterwards: prompt a frame, then Track from it (the SAM 3 tracker)."""
+        ws = self.ws(request)
+        with self.errors(ws):
+            s = ws.require_idle()
+            if not caption.strip():
+                raise InputError('type what to track, e.g. "swan. duck"')
+            if not s.models.tracks_concepts():
+                raise InputError("tracking text categories on every frame needs SAM 3 as the tracker: choose sam3 "
+                                 "under Settings (or start the app with --tracker sam3)")
+            if len(s.objects):
+                raise InputError("concept tracking starts from a video without objects: press Reset first")
+        yield from self._pass(request, progress, "forward", -1, True, frame_box, shown, categories=caption.strip())
+
+    def _pass(self, request: gr.Request, progress: gr.Progress, direction: str, end: float | None, discover: bool,
+              frame_box: float | None, shown: float | None, categories: str | None = None) -> Iterator[tuple]:
+        """One pass from the frame on screen, streamed to the page (see `track`)."""
         from samtrack.tracking import Cancelled
 
         ws = self.ws(request)
@@ -584,7 +606,7 @@ class Handlers:
                     last = (0 if backward else len(s) - 1) if end is None or end < 0 else int(end)
                     done, total, seen, t0 = 0, 0, [], time.perf_counter()
                     frames = s.iter_propagate(start, last, direction="backward" if backward else "forward",
-                                              discover=bool(discover))
+                                              discover=bool(discover), categories=categories)
                     try:
                         for r in frames:
                             if not done:  # the frames this pass makes: the session counts a continued

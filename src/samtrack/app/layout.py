@@ -150,6 +150,7 @@ def build_app(config: AppConfig | None = None, models: Any = None) -> gr.Blocks:
                         caption = gr.Textbox(label="Caption", placeholder="swan. duck")
                         thresholds = [setting_widget(path, d) for path in h.text_settings]
                         text_btn = gr.Button("Find")
+                        concept_btn = gr.Button("Track these on every frame (SAM 3 tracker)", elem_id="concepts")
                     with gr.Accordion("Sound (AST audio tagging)", open=False):
                         hearing = [setting_widget(path, d) for path in SOUND_SETTINGS]
                         listen_btn = gr.Button("Listen to the soundtrack")
@@ -199,7 +200,10 @@ def build_app(config: AppConfig | None = None, models: Any = None) -> gr.Blocks:
         tracking = track_btn.click(h.track, [direction, end, discover, slider, shown], page, api_name="propagate",
                                    **quiet, **HEAVY)
         on(tracking)
-        stop_btn.click(h.stop, None, page, api_name="stop", cancels=[tracking], queue=False)
+        concepts = concept_btn.click(h.track_concepts, [caption, slider, shown], page, api_name="track_concepts",
+                                     **quiet, **HEAVY)
+        on(concepts)
+        stop_btn.click(h.stop, None, page, api_name="stop", cancels=[tracking, concepts], queue=False)
         on(outputs_btn.click(h.outputs, [formats], [video, files, status], api_name="download", **quiet, **HEAVY))
         gr.api(h.api_click, api_name="add_click", **LIGHT)
         gr.api(h.api_box, api_name="add_box", **LIGHT)

@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860, help="port (0: any free port)")
     p.add_argument("--max-upload", default="2gb", help="largest upload (e.g. 500mb, 2gb)")
     p.add_argument("--max-frames", type=int, default=10_000, help="longest video accepted, in frames")
+    p.add_argument("--examples", type=Path, metavar="DIR",
+                   help="a folder of example videos and zips of frames the page offers besides the synthetic clip "
+                        "(default: $SAMTRACK_EXAMPLES, else ~/.cache/samtrack/examples when it exists)")
     settings.add_options(p)
     return p
 
@@ -52,13 +55,14 @@ def run(args: argparse.Namespace) -> int:
         from samtrack.app.uploads import parse_size
 
         config = AppConfig(settings=settings.from_args(args), max_upload_bytes=parse_size(args.max_upload),
-                           max_frames=args.max_frames, work_root=root / "work", upload_cache=root / "uploads")
+                           max_frames=args.max_frames, work_root=root / "work", upload_cache=root / "uploads",
+                           examples=args.examples)
         demo = build_app(config)
         try:
             print(f"samtrack app: http://{args.host}:{args.port or '<any free port>'} (Ctrl-C stops it)", flush=True)
             launch(demo, args.host, args.port or None, block=True)
         finally:
-            demo.handlers.workspaces.close()
+            demo.handlers.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0
