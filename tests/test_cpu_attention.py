@@ -32,12 +32,26 @@ def test_float32_is_transformers_sdpa_exactly():
 
 @pytest.mark.parametrize("heads,dim", [(1, 256), (2, 96)])
 def test_bf16_blocks_compute_the_same_attention(monkeypatch, heads, dim):
+    monkeypatch.setattr(attention, "has_amx", lambda: False)
     monkeypatch.setattr(attention, "SCORES_BLOCK_BYTES", 64 * 1024)  # several query blocks, a ragged last one
+    calls = []
+    blocked = attention.blocked_attention
+    monkeypatch.setattr(attention, "blocked_attention", lambda *a: calls.append(1) or blocked(*a))
     q, k, v = _qkv(torch.bfloat16, heads, dim)
     got, _ = attention.cpu_attention_forward(_module(), q, k, v, None, scaling=dim**-0.5)
+    assert calls
     expected = F.scaled_dot_product_attention(q.float(), k.float(), v.float()).transpose(1, 2)
     assert got.dtype == torch.bfloat16 and got.shape == expected.shape
     torch.testing.assert_close(got.float(), expected, atol=0.02, rtol=0.02)
+
+
+def test_amx_cpus_keep_the_fused_kernel(monkeypatch):
+    """With AMX the fused kernel packs its products for the tiles: it keeps the attention."""
+    monkeypatch.setattr(attention, "has_amx", lambda: True)
+    q, k, v = _qkv(torch.bfloat16, 1, 256)
+    module = _module()
+    got, _ = attention.cpu_attention_forward(module, q, k, v, None)
+    assert torch.equal(got, sdpa_attention_forward(module, q, k, v, None)[0])
 
 
 def test_narrow_heads_and_masks_keep_sdpa():

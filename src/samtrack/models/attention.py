@@ -8,7 +8,8 @@ Written as matrix products over blocks of queries, the same attention runs at 12
 bf16: the products reach oneDNN's bf16 kernels and only the softmax is left between them. Narrow heads gain less (96 channels: 1.23×, 64: none) and
 very narrow ones lose (32: 0.85×), so heads under :data:`MIN_HEAD_DIM` channels, float32 (where
 the fused kernel is as fast and exact results matter), masks, dropout and other devices keep
-transformers' SDPA path.
+transformers' SDPA path. So do CPUs with AMX: there the fused kernel packs its blocks for AMX tiles
+(``cpublas::could_pack``), which this cannot do; that case could not be measured here.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import torch
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.utils import logging
+
+from samtrack.models.common import has_amx
 
 NAME = "samtrack_cpu"
 # Heads at least this wide go through blocked matrix products in bf16 / fp16 on a CPU.
@@ -46,7 +49,7 @@ def cpu_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: tor
                           is_causal: bool | None = None, **kwargs) -> tuple[torch.Tensor, None]:
     """transformers attention function: :func:`blocked_attention` where it is faster (see the module
     docstring), transformers' SDPA otherwise. Returns (B, L, heads, d) like SDPA's."""
-    blocked = (query.device.type == "cpu" and query.dtype in (torch.bfloat16, torch.float16)
+    blocked = (query.device.type == "cpu" and query.dtype in (torch.bfloat16, torch.float16) and not has_amx()
                and query.shape[-1] >= MIN_HEAD_DIM and attention_mask is None and not dropout and not is_causal
                and getattr(module, "num_key_value_groups", 1) == 1 and kwargs.get("position_bias") is None)
     if not blocked:
