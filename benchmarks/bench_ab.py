@@ -188,6 +188,26 @@ def make_unit(spec: str, precision: str, checkpoint: str | None):
     raise SystemExit(f"unknown unit {spec!r}")
 
 
+def flop_counter():
+    """A dispatch mode summing torch's FlopCounterMode formulas, without its module tracker (which fails on EdgeTAM's perceiver
+    under inference mode): counts matrix products and convolutions, not the fused CPU attention kernel."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry
+
+    class Counter(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            formula = flop_registry.get(func._overloadpacket)
+            if formula is not None:
+                self.total += formula(*args, **kwargs, out_val=out)
+            return out
+
+    return Counter()
+
+
 def _serve(conn, src: str, spec: str, precision: str, threads: int, checkpoint: str | None) -> None:
     """Worker: import samtrack from `src`, build the unit, then run one step per request."""
     sys.path.insert(0, src)
@@ -203,12 +223,9 @@ def _serve(conn, src: str, spec: str, precision: str, threads: int, checkpoint: 
     conn.send(("ready", ran))
     while request := conn.recv():
         if request == "count":  # an untimed step whose matrix-product FLOPs are counted
-            from torch.utils.flop_counter import FlopCounterMode
-
-            counter = FlopCounterMode(display=False)
-            with counter:
+            with flop_counter() as counter:
                 out = unit.step()
-            conn.send((0.0, 0.0, out, counter.get_total_flops() / 1e9))
+            conn.send((0.0, 0.0, out, counter.total / 1e9))
             continue
         start, cpu = time.perf_counter(), time.process_time()
         out = unit.step()

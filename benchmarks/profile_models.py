@@ -73,6 +73,23 @@ def build(spec: str, precision: str):
     raise SystemExit(f"unknown model {spec!r}")
 
 
+# Operator kinds of the summary table, first match wins.
+KINDS = (
+    ("attention (fused ATen kernel)", ("scaled_dot_product", "_flash_attention")),
+    ("matrix products (bmm/baddbmm: attention, local attention)", ("aten::bmm", "aten::baddbmm")),
+    ("linear layers (addmm/mm)", ("aten::addmm", "aten::mm", "aten::_linear")),
+    ("convolutions", ("convolution", "conv2d_forward", "conv_depthwise")),
+    ("norms", ("norm",)),
+    ("softmax", ("softmax",)),
+    ("interpolation", ("upsample",)),
+    ("copies, layout changes and casts", ("copy_", "clone", "cat", "contiguous", "_to_copy", "index", "pad")),
+)
+
+
+def kind_of(name: str) -> str:
+    return next((kind for kind, keys in KINDS if any(k in name for k in keys)), "elementwise and other")
+
+
 def op_table(spec: str, precision: str, steps: int, rows: int) -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
@@ -91,9 +108,16 @@ def op_table(spec: str, precision: str, steps: int, rows: int) -> None:
         totals[key][0] += event.self_cpu_time_total / 1e3 / steps
         totals[key][1] += 1
     total = sum(t for t, _ in totals.values())
+    kinds: dict[str, list] = collections.defaultdict(lambda: [0.0, set()])
+    for (name, _, dtypes), (ms, _) in totals.items():
+        kinds[kind_of(name)][0] += ms
+        kinds[kind_of(name)][1].update(d for d in dtypes.split("/") if d)
     print(f"\n## {spec}, {precision}, {torch.get_num_threads()} threads: {wall:.3f} s wall, {cpu:.3f} s CPU per step "
-          f"(profiled, mean of {steps}); operators by self time")
-    print("| operator | input shapes | dtypes | ms/step | share |\n|---|---|---|---:|---:|")
+          f"(profiled, mean of {steps}); operators by self time, grouped by kind, then the top ones")
+    print("| kind | share | dtypes |\n|---|---:|---|")
+    for kind, (ms, dtypes) in sorted(kinds.items(), key=lambda kv: -kv[1][0]):
+        print(f"| {kind} | {100 * ms / total:.1f}% | {', '.join(sorted(dtypes))} |")
+    print("\n| operator | input shapes | dtypes | ms/step | share |\n|---|---|---|---:|---:|")
     for (name, shapes, dtypes), (ms, _) in sorted(totals.items(), key=lambda kv: -kv[1][0])[:rows]:
         print(f"| {name} | {shapes} | {dtypes} | {ms:.1f} | {100 * ms / total:.1f}% |")
 
