@@ -199,10 +199,14 @@ def flop_counter():
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
-            out = func(*args, **kwargs)
             formula = flop_registry.get(func._overloadpacket)
-            if formula is not None:
-                self.total += formula(*args, **kwargs, out_val=out)
+            if formula is None:
+                # Composite ops (matmul, linear: not decomposed under inference mode) run as their parts,
+                # which come back through this mode.
+                out = func.decompose(*args, **kwargs)
+                return func(*args, **kwargs) if out is NotImplemented else out
+            out = func(*args, **kwargs)
+            self.total += formula(*args, **kwargs, out_val=out)
             return out
 
     return Counter()
