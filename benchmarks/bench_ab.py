@@ -203,7 +203,8 @@ def flop_counter():
             if formula is None:
                 # Composite ops (matmul, linear: not decomposed under inference mode) run as their parts,
                 # which come back through this mode.
-                out = func.decompose(*args, **kwargs)
+                with self:  # the mode is off inside its own dispatch
+                    out = func.decompose(*args, **kwargs)
                 return func(*args, **kwargs) if out is NotImplemented else out
             out = func(*args, **kwargs)
             self.total += formula(*args, **kwargs, out_val=out)
