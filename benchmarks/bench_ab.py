@@ -265,12 +265,15 @@ class Worker:
 
 
 def agreement(kind: str, ours: list[np.ndarray], reference: list[np.ndarray]) -> str:
-    """How close a side's outputs are to the reference side's, step by step."""
+    """How close a side's outputs are to the reference side's, step by step (warm-up steps included): median [min–max]."""
     if kind == "click":
         ious = [np.logical_and(a, b).sum() / max(np.logical_or(a, b).sum(), 1) for a, b in zip(ours, reference)]
-        return f"mask IoU {min(ious):.4f}–{max(ious):.4f}"
+        return f"mask IoU {statistics.median(ious):.4f} [{min(ious):.4f}–{max(ious):.4f}]"
     same = [float((a == b).mean()) for a, b in zip(ours, reference)]
-    text = f"{100 * min(same):.2f}–{100 * max(same):.2f}% of pixels"
+    # With random weights a tracker may label (nearly) everything background: then agreement says little.
+    foreground = statistics.median(float((b > 0).mean()) for b in reference)
+    text = (f"{100 * statistics.median(same):.2f}% [{100 * min(same):.2f}–{100 * max(same):.2f}] of pixels "
+            f"(reference foreground {100 * foreground:.1f}%)")
     if kind == "everything":
         text += f", objects {int(ours[-1].max())} vs {int(reference[-1].max())}"
     return text
