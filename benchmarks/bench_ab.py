@@ -16,10 +16,14 @@ Units (full-size models, random weights: speed does not depend on the values):
 - ``everything``: segment-everything on one key frame, SAM ViT-B, SAM-Track's settings (5 encoder passes).
 - ``sam2:sam2.1-tiny:1`` / ``sam2:edgetam:1``: SAM 2.1 / EdgeTAM ``track`` + ``update_memory`` per frame.
 
-Agreement: every side's outputs are compared with those of the reference side (``--reference``,
-default: the first ``after`` side at fp32): label agreement (% of pixels) for trackers, mask IoU for
+Agreement: every side's outputs are compared with those of the reference side (the first ``after``
+side that ran fp32, else the first side): label agreement (% of pixels) for trackers, mask IoU for
 clicks, id-mask pixel agreement and object counts for segment-everything. A tracker feeds its own
 labels back into its memory, so its agreement measures the drift a user sees over the run.
+
+FLOPs are counted in the first side (``after`` at the first of ``--precisions``), on the last warm-up
+step. List bf16 first to count the attention that the blocked CPU path runs as matrix products;
+give trackers with a growing memory (SAM 2 family: 7 frames) enough warm-up steps to fill it.
 
     python benchmarks/bench_ab.py --before /tmp/base/src --unit deaot:r50-deaotl:2 --precisions fp32 bf16
     python benchmarks/bench_ab.py --unit click --precisions fp32 bf16 --rounds 5   # this tree only
@@ -336,7 +340,7 @@ def main() -> None:
         w.close()
     after_peaks = peaks()
     kind = args.unit.split(":")[0]
-    reference = workers[0]
+    reference = next((w for w in workers if w.label.startswith("after ") and w.ran == "fp32"), workers[0])
     print(f"\n# {args.unit}, {args.threads} threads, {args.rounds} paired rounds (+{args.warm_up} warm-up), "
           f"torch {torch.__version__}")
     print(f"CPU flags: {cpu_flags()}; matmul peak (2048², {args.threads} threads) before → after: "
