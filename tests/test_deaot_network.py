@@ -122,7 +122,7 @@ def _unfold_local_attention(q, k, v, max_dis):
     return attn, (attn.unsqueeze(1) * values).sum(2).permute(2, 0, 1)  # (hw, B, C)
 
 
-@pytest.mark.parametrize("h,w,tile", [(9, 13, 8), (5, 23, 4), (16, 8, 8), (3, 2, 8)])
+@pytest.mark.parametrize("h,w,tile", [(9, 13, 8), (5, 23, 4), (16, 8, 8), (3, 2, 8), (9, 13, None), (3, 2, None)])
 def test_local_attention_equals_the_unfolded_formulation(h: int, w: int, tile: int) -> None:
     from samtrack.models.deaot.attention import local_aggregate, local_logits, local_softmax
 
@@ -132,6 +132,19 @@ def test_local_attention_equals_the_unfolded_formulation(h: int, w: int, tile: i
     expected_attn, expected = _unfold_local_attention(q, k, v, max_dis=7)
     torch.testing.assert_close(attn, expected_attn)
     torch.testing.assert_close(local_aggregate(attn, v, h, w, max_dis=7, tile=tile), expected)
+
+
+def test_local_attention_in_bf16_stays_close_to_float32() -> None:
+    """bf16 takes the whole-row aggregation (oneDNN copies overlapping tiles): same sums, bf16 rounding."""
+    from samtrack.models.deaot.attention import local_aggregate, local_logits, local_softmax
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 6, 9, 13), torch.randn(2, 6, 9, 13), torch.randn(2, 5, 9, 13)
+    attn = local_softmax(local_logits(q, k, max_dis=7), 9, 13, max_dis=7)
+    expected = local_aggregate(attn, v, 9, 13, max_dis=7)
+    low = local_aggregate(attn.bfloat16(), v.bfloat16(), 9, 13, max_dis=7)
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), expected, atol=0.03, rtol=0.02)
 
 
 @pytest.mark.parametrize("name", ["deaot-t", "r50-deaotl"])

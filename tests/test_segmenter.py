@@ -263,7 +263,7 @@ def test_banded_vit_attention_equals_transformers(family, band_bytes, monkeypatc
     with torch.inference_mode():
         expected = model.vision_encoder(pixels).last_hidden_state
         monkeypatch.setattr(vit, "BIAS_BAND_BYTES", band_bytes)
-        vit.use_banded_attention(model.vision_encoder)
+        vit.prepare_vit_encoder(model.vision_encoder)
         got = model.vision_encoder(pixels).last_hidden_state
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 

@@ -58,6 +58,12 @@ def _cpu_flags() -> set[str]:
         return set()
 
 
+@functools.cache
+def has_amx() -> bool:
+    """Whether this CPU exposes AMX bf16 tile instructions (oneDNN and PyTorch's fused kernels use them)."""
+    return "AMX" in torch.backends.cpu.get_cpu_capability().upper() or "amx_bf16" in _cpu_flags()
+
+
 def best_matmul_seconds(dtype: torch.dtype, n: int = 1024, repeats: int = 3) -> float:
     """Seconds of the fastest of `repeats` n×n matrix products in `dtype` (all threads), after one warm-up."""
     a = torch.randn(n, n).to(dtype)

@@ -30,33 +30,46 @@ def local_logits(q: torch.Tensor, k: torch.Tensor, max_dis: int) -> torch.Tensor
     q, k: ``(B, d, h, w)`` (q already scaled). Returns ``(B, window*window, h*w)`` where window
     index ``dy * window + dx`` is the key at offset ``(dy - max_dis, dx - max_dis)``, the unfold
     order of the official code; keys outside the map count as zero vectors.
+
+    The padded keys are laid out ``(row, B, d, column)`` once, so that the key rows of every window
+    row ``dy`` are one contiguous slice (no copy per ``dy``).
     """
     b, d, h, w = q.shape
     win = 2 * max_dis + 1
-    kp = nn.functional.pad(k, (max_dis, max_dis, max_dis, max_dis))
-    q_rows = q.permute(0, 2, 3, 1).reshape(b * h, w, d)
-    kp_rows = kp.permute(0, 2, 1, 3)  # (B, h+2m, d, w+2m)
+    padded = w + win - 1
+    kp = nn.functional.pad(k, (max_dis, max_dis, max_dis, max_dis)).permute(2, 0, 1, 3).contiguous()
+    q_rows = q.permute(2, 0, 3, 1).reshape(h * b, w, d)
     out = q.new_empty(b, win, win, h, w)
     for dy in range(win):
-        keys = kp_rows[:, dy:dy + h].reshape(b * h, d, w + 2 * max_dis)
-        band = _band_view(torch.bmm(q_rows, keys), w, win)  # (B*h, w, win)
-        out[:, dy] = band.view(b, h, w, win).permute(0, 3, 1, 2)
+        band = _band_view(torch.bmm(q_rows, kp[dy:dy + h].view(h * b, d, padded)), w, win)  # (h*B, w, win)
+        out[:, dy] = band.view(h, b, w, win).permute(1, 3, 0, 2)
     return out.view(b, win * win, h * w)
 
 
 def local_aggregate(attn: torch.Tensor, v: torch.Tensor, h: int, w: int, max_dis: int,
-                    tile: int = 8) -> torch.Tensor:
+                    tile: int | None = 8) -> torch.Tensor:
     """Weighted sum of the values in each query's window.
 
     attn: ``(B, window*window, h*w)``; v: ``(B, C, h, w)``. Returns tokens ``(h*w, B, C)``.
 
-    Each map row is cut into tiles of ``tile`` queries; for one window row ``dy`` a tile needs
-    only ``tile + window - 1`` consecutive keys, so the banded weights are ``tile x (tile + 14)``
+    For one window row ``dy``, the queries of a map row read ``w + window - 1`` consecutive padded
+    keys through banded weights: a batched matrix product per ``dy``.
+
+    In float32 each map row is cut into tiles of ``tile`` queries; a tile needs only
+    ``tile + window - 1`` consecutive keys, so the banded weights are ``tile x (tile + 14)``
     instead of ``w x (w + 14)`` (R50-DeAOT-L at 480p: 30 -> 26 ms per call). The padded values
     are laid out ``(row, B, P, C)`` with ``P`` a multiple of ``tile``: then every tile's keys
     are one strided window of the same buffer, read in place. Tiles past the row end hold zero
     weights; the last ones read into the next row (or the spare zero row at the end).
+
+    Those windows overlap, which BLAS takes in float32 but oneDNN's bf16/fp16 products do not: they
+    copy every overlapping operand first (2.75x the values per ``dy``). Other dtypes on a CPU
+    therefore take whole rows (``tile=None``, the default for them): each row's band reads its own
+    ``w + 14`` keys, which do not overlap the next row's (R50-DeAOT-L's 1024 channels, bf16, one
+    thread: 71 -> 34 ms per call). GPUs keep the tiles (not measured here).
     """
+    if tile is None or (v.dtype != torch.float32 and v.device.type == "cpu"):
+        return _row_aggregate(attn, v, h, w, max_dis)
     b, c = v.shape[:2]
     win = 2 * max_dis + 1
     keys = tile + win - 1
@@ -75,6 +88,25 @@ def local_aggregate(attn: torch.Tensor, v: torch.Tensor, h: int, w: int, max_dis
         values = vp.as_strided((batch, keys, c), (tile * c, c, 1), vp.storage_offset() + dy * b * pw * c)
         out = torch.bmm(band, values) if out is None else out.baddbmm_(band, values)
     return out.view(h, b, pw, c)[:, :, :w].permute(0, 2, 1, 3).reshape(h * w, b, c)
+
+
+def _row_aggregate(attn: torch.Tensor, v: torch.Tensor, h: int, w: int, max_dis: int) -> torch.Tensor:
+    """:func:`local_aggregate` by whole map rows: per ``dy``, ``(h*B, w, w+14)`` banded weights times
+    the ``(h*B, w+14, C)`` padded value rows, a contiguous slice of one buffer."""
+    b, c = v.shape[:2]
+    win = 2 * max_dis + 1
+    padded = w + win - 1
+    vp = v.new_zeros(h + win - 1, b, padded, c)
+    vp[max_dis:max_dis + h, :, max_dis:max_dis + w].copy_(v.permute(2, 0, 3, 1))
+    weights = attn.to(v.dtype).view(b, win, win, h, w).permute(1, 3, 0, 4, 2)  # (dy, row, B, query x, dx)
+    band = v.new_zeros(h * b, w, padded)
+    diagonals = band.as_strided((h * b, w, win), (w * padded, padded + 1, 1))
+    out = None
+    for dy in range(win):
+        diagonals.copy_(weights[dy].reshape(h * b, w, win))
+        values = vp[dy:dy + h].view(h * b, padded, c)
+        out = torch.bmm(band, values) if out is None else out.baddbmm_(band, values)
+    return out.view(h, b, w, c).permute(0, 2, 1, 3).reshape(h * w, b, c)
 
 
 def local_softmax(qk: torch.Tensor, h: int, w: int, max_dis: int) -> torch.Tensor:

@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel
 
+from samtrack.models.attention import use_cpu_attention
 from samtrack.models.common import keep_freed_cpu_memory
 from samtrack.models.sam.grid_decoder import GridDecoder
-from samtrack.models.sam.vit import use_banded_attention
+from samtrack.models.sam.vit import prepare_vit_encoder
 
 # Point prompts decoded at once by the grid decoder's mask upscaling (bounds its working memory).
 UPSCALE_CHUNK = 8
@@ -72,7 +73,9 @@ class PromptModel:
         if device.type == "cpu":
             keep_freed_cpu_memory()
         if self.family in ("sam", "sam-hq"):
-            use_banded_attention(self.model.vision_encoder)
+            prepare_vit_encoder(self.model.vision_encoder)
+        elif self.family == "sam2":
+            use_cpu_attention(self.model)
 
     @property
     def mask_input_size(self) -> tuple[int, int]:

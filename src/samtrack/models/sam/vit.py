@@ -8,6 +8,11 @@ costs more than the attention products themselves on a CPU. Here the bias is bui
 rows at a time into one reused buffer (a few tens of MB, warm in cache) and each band runs through SDPA
 against all keys. Same function as transformers' ``SamVisionSdpaAttention`` up to floating-point
 reassociation (the softmax of each query row sees the same scores).
+
+The patch embedding's convolution also runs channels-last, so that its output, which transformers
+permutes to (B, H, W, C) tokens, is contiguous. In NCHW it is not, and every later residual sum
+keeps that transposed layout, so each layer norm of every layer first copies its input (24 copies of
+the 64×64×768 token map per encoder pass; ViT-B at 1024 px, one thread: 8.50 -> 8.21 s bf16).
 """
 
 from __future__ import annotations
@@ -57,7 +62,9 @@ def _forward(attn: torch.nn.Module, hidden_states: torch.Tensor, output_attentio
     return banded_attention(attn, hidden_states), None
 
 
-def use_banded_attention(vision_encoder: torch.nn.Module) -> None:
-    """Make every attention layer of a SAM / SAM-HQ ViT encoder use :func:`banded_attention`."""
+def prepare_vit_encoder(vision_encoder: torch.nn.Module) -> None:
+    """Make every attention layer of a SAM / SAM-HQ ViT encoder use :func:`banded_attention`, and its
+    token maps contiguous (see the module docstring)."""
+    vision_encoder.patch_embed.projection.to(memory_format=torch.channels_last)
     for layer in vision_encoder.layers:
         layer.attn.forward = types.MethodType(_forward, layer.attn)

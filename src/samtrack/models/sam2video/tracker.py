@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from samtrack.errors import InputError
+from samtrack.models.attention import use_cpu_attention
 from samtrack.models.common import autocast, check_frame, check_id_mask, check_precision, resolve_device
 from samtrack.models.sam2video import steps
 from samtrack.models.sam2video.memory import MemoryFrame, ObjectMemory
@@ -74,6 +75,7 @@ class Sam2VideoTracker:
         self.device = resolve_device(device)
         self.precision = check_precision(precision)
         self.model = model.to(self.device).eval()  # no-op for weights already there (shared models)
+        use_cpu_attention(self.model)
         self.processor = processor
         self.num_memory_frames = num_memory_frames
         self.max_conditioning_frames = max_conditioning_frames
