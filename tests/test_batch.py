@@ -177,6 +177,26 @@ def test_a_folder_an_earlier_attempt_left_is_taken_over_a_foreign_one_is_not(fir
     assert [r["name"] for r in result.failed] == [SEQS[0]]
 
 
+def test_sam3_concept_tracking_in_a_batch_equals_track(ray_session, tiny_sam3_video, blackswan_small, tmp_path):
+    """`--auto --text` with the SAM 3 tracker (its own detect-and-track on every frame) runs in a batch
+    worker as it runs in `samtrack track`: same masks, ids and labels (random tiny SAM 3, threshold 0 so
+    that it finds something)."""
+    frames, _ = blackswan_small
+    options = ["--auto", "--text", "swan", "--tracker", tiny_sam3_video, "--score-threshold", "0",
+               "--precision", "fp32", "--no-video", "--no-gif"]
+    out = tmp_path / "batch"
+    assert cli.main(["--quiet", "batch", str(frames), "--out", str(out), "--workers", "1", *options]) == 0
+    record = manifest(out)[frames.name]
+    assert record["status"] == "done" and record["objects"] >= 1, record
+    run = json.loads((out / frames.name / "run.json").read_text())["models"]
+    assert run["tracker_mode"] == "concept" and run["tracker_model_type"] == "sam3_video"
+    labels = {o["label"] for o in json.loads((out / frames.name / "objects.json").read_text()).values()}
+    assert labels == {"swan"}
+    alone = tmp_path / "alone"
+    assert cli.main(["--quiet", "track", str(frames), "--out", str(alone), *options]) == 0
+    assert outputs(out / frames.name) == outputs(alone)
+
+
 def test_manifest_rows_name_inputs_and_override_what_to_track(tmp_path):
     (tmp_path / "a.mp4").write_bytes(b"")
     (tmp_path / "list.jsonl").write_text(
