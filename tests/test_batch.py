@@ -190,6 +190,7 @@ def test_sam3_concept_tracking_in_a_batch_equals_track(ray_session, tiny_sam3_vi
     assert record["status"] == "done" and record["objects"] >= 1, record
     run = json.loads((out / frames.name / "run.json").read_text())["models"]
     assert run["tracker_mode"] == "concept" and run["tracker_model_type"] == "sam3_video"
+    assert run["segmenter"] is None  # none loaded
     labels = {o["label"] for o in json.loads((out / frames.name / "objects.json").read_text()).values()}
     assert labels == {"swan"}
     alone = tmp_path / "alone"

@@ -594,6 +594,8 @@ class Session(DeprecatedSessionMethods):
             concept = self.models.loaded("concept")
             if concept is not None:  # SAM 3 detected and tracked by itself: what ran
                 models.update(tracker_mode="concept", tracker_model_type=concept.model_type)
+                if self.models.loaded("segmenter") is None:  # no prompt of the user's needed one
+                    models["segmenter"] = None
             try:
                 outputs = self.run.finalize(self.registry.summary(), s.to_dict(), models,
                                             {**self.timings, **(timings or {})}, video=video, gif=gif,
