@@ -106,7 +106,7 @@ def unit_scale_init(model, seed: int = 0):
 
 
 def deaot_unit(name: str, objects: str, precision: str) -> TrackerUnit:
-    from samtrack.models.propagator import load_tracker
+    from samtrack.models.trackers import load_tracker
 
     checkpoint = {"r50-deaotl": FIXTURES / "r50_deaotl.pth", "deaot-t": FIXTURES / "deaott.pth"}[name]
     return TrackerUnit(load_tracker(name, checkpoint, device="cpu", precision=precision), int(objects))
@@ -116,14 +116,14 @@ def sam2_unit(name: str, objects: str, precision: str) -> TrackerUnit:
     import torch
     from transformers import EdgeTamVideoModel, Sam2VideoModel
 
-    from samtrack.models.sam2video import Sam2VideoPropagator
+    from samtrack.models.sam2video import Sam2VideoTracker
     from samtrack.models.sam2video.configs import full_size_config
     from samtrack.models.sam2video.loading import default_processor
 
     torch.manual_seed(0)  # the random buffers (Fourier position features) too
     config = full_size_config(name)
     model = unit_scale_init((EdgeTamVideoModel if name == "edgetam" else Sam2VideoModel)(config).eval())
-    return TrackerUnit(Sam2VideoPropagator(model, default_processor(config.image_size), device="cpu",
+    return TrackerUnit(Sam2VideoTracker(model, default_processor(config.image_size), device="cpu",
                                            precision=precision), int(objects))
 
 

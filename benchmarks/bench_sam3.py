@@ -3,7 +3,7 @@
 On a DAVIS 480p frame (854×480), fp32 and bf16:
 - the SAM 3 text detector per frame: one caption of two categories ("swan. water"), one image encoding
   shared by both (:class:`samtrack.models.sam3.detector.Sam3Detector`, weights in the precision);
-- the SAM 3 tracker per frame with 1 and 5 objects (samtrack's SAM 2 propagator over
+- the SAM 3 tracker per frame with 1 and 5 objects (samtrack's SAM 2 family tracker over
   ``Sam3TrackerVideoModel``, fp32 weights under autocast as the product runs it): track + memory update;
 - for comparison, SAM-Track's text path: Grounding DINO tiny on the frame, then SAM ViT-B (encoder
   once, one box prompt per category).
@@ -40,7 +40,7 @@ from machine import matmul_gflops
 from sam3_tiny import tiny_clip_tokenizer
 
 from samtrack.models.common import TORCH_DTYPES
-from samtrack.models.sam2video import Sam2VideoPropagator
+from samtrack.models.sam2video import Sam2VideoTracker
 from samtrack.models.sam3.detector import Sam3Detector
 from samtrack.models.sam3.loading import Sam3Weights
 
@@ -121,7 +121,7 @@ def bench_tracker(tracker, processor, frames: list[np.ndarray], args, rows: list
     for precision in args.precisions:
         for objects in (1, 5):
             print(f"  SAM 3 tracker, {objects} object(s), {precision} ({machine_line()})", flush=True)
-            trk = Sam2VideoPropagator(tracker, processor, device="cpu", precision=precision)
+            trk = Sam2VideoTracker(tracker, processor, device="cpu", precision=precision)
             trk.add_reference(frames[0], reference_ids(frames[0].shape[:2], objects))
             step = iter(frames[1:])
 
