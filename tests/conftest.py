@@ -99,3 +99,20 @@ def blackswan_small(tmp_path_factory) -> tuple[Path, np.ndarray]:
         im.resize((im.width // 4, im.height // 4), Image.BILINEAR).save(out / path.name, quality=95)
     gt = Image.open(min(davis_annotations("blackswan").glob("*.png")))
     return out, np.array(gt.resize((gt.width // 4, gt.height // 4), Image.NEAREST)) > 0
+
+
+def assert_prompts_share_one_encoder_pass(seg, frame) -> None:
+    """A click, a second click, a box and a stroke on one frame encode it once and give boolean masks."""
+    seg._cache = None
+    calls = []
+    handle = seg.model.vision_encoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        first = seg.click(frame, [(100, 60)], [1])
+        second = seg.click(frame, [(100, 60), (30, 30)], [1, 0])
+        box = seg.box(frame, (20, 20, 120, 100))
+        stroke = seg.stroke(frame, [(40, 40), (80, 90)], n_points=2)
+    finally:
+        handle.remove()
+    assert len(calls) == 1
+    for mask in (first, second, box, stroke):
+        assert mask.dtype == bool and mask.shape == frame.shape[:2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import davis_frames
+from conftest import assert_prompts_share_one_encoder_pass, davis_frames
 from PIL import Image
 from transformers import (
     EdgeTamConfig,
@@ -76,19 +76,7 @@ def frame() -> np.ndarray:
 
 
 def test_prompts_share_one_encoder_pass(seg, frame):
-    seg._cache = None
-    calls = []
-    handle = seg.model.vision_encoder.register_forward_hook(lambda *_: calls.append(1))
-    try:
-        first = seg.click(frame, [(100, 60)], [1])
-        second = seg.click(frame, [(100, 60), (30, 30)], [1, 0])
-        box = seg.box(frame, (20, 20, 120, 100))
-        stroke = seg.stroke(frame, [(40, 40), (80, 90)], n_points=2)
-    finally:
-        handle.remove()
-    assert len(calls) == 1
-    for mask in (first, second, box, stroke):
-        assert mask.dtype == bool and mask.shape == frame.shape[:2]
+    assert_prompts_share_one_encoder_pass(seg, frame)
 
 
 def test_everything_gives_an_id_mask(seg, frame):
