@@ -56,10 +56,19 @@ def launch_browser(pw):
                                     "--disable-sync"])
 
 
-def screenshots(tmp_path: Path) -> Path:
-    shots = Path(os.environ.get("SAMTRACK_APP_SCREENSHOTS") or tmp_path / "screenshots")
+def screenshots(tmp_path: Path, name: str) -> Path:
+    shots = Path(os.environ.get("SAMTRACK_APP_SCREENSHOTS") or tmp_path / "screenshots") / name
     shots.mkdir(parents=True, exist_ok=True)
     return shots
+
+
+def open_video(browser, url: str, video: Path):
+    """A new page of the app with `video` uploaded and opened."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page.goto(url)
+    page.locator("#upload input[type=file]").set_input_files(str(video))
+    sync_api.expect(page.locator("#status")).to_contain_text(f"Opened {video.name}")
+    return page
 
 
 def image_point(page, x: float, y: float) -> tuple[float, float]:
@@ -78,17 +87,14 @@ def image_point(page, x: float, y: float) -> tuple[float, float]:
 @pytest.mark.slow
 def test_browser_click_track_roll_back_download(app_url, blackswan_mp4, tmp_path):
     url, demo = app_url
-    shots = screenshots(tmp_path) / "1-main"
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots(tmp_path, "1-main")
     expect = sync_api.expect
     expect.set_options(timeout=TIMEOUT)
     with sync_api.sync_playwright() as pw:
         browser = launch_browser(pw)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-            page.goto(url)
+            page = open_video(browser, url, blackswan_mp4)
             status = page.locator("#status")
-            page.locator("#upload input[type=file]").set_input_files(str(blackswan_mp4))
             expect(status).to_contain_text("Opened blackswan.mp4: a video of 50 frames")
             expect(page.locator("#frame img")).to_be_visible()
             page.screenshot(path=shots / "1-opened.png")
@@ -176,18 +182,14 @@ def test_browser_failed_tracker_frame_box_and_stroke(app_url, blackswan_mp4, tmp
 
     monkeypatch.setattr(urllib.request, "urlopen", no_network)
     url, demo = app_url
-    shots = screenshots(tmp_path) / "2-recovery"
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots(tmp_path, "2-recovery")
     expect = sync_api.expect
     expect.set_options(timeout=TIMEOUT)
     with sync_api.sync_playwright() as pw:
         browser = launch_browser(pw)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-            page.goto(url)
+            page = open_video(browser, url, blackswan_mp4)
             status, frame_box = page.locator("#status"), page.locator("#slider input[type=number]")
-            page.locator("#upload input[type=file]").set_input_files(str(blackswan_mp4))
-            expect(status).to_contain_text("Opened blackswan.mp4")
             page.mouse.click(*image_point(page, *SWAN))
             expect(status).to_contain_text("Object 1: 1 click(s) on frame 0")
 
