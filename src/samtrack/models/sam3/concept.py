@@ -235,7 +235,9 @@ class ConceptTracker:
         local = self._count  # SAM 3's frame index: a stream starts at 0, whatever the caller's index
         self._frame_objects = list(self._session.obj_ids)
         with torch.inference_mode():
-            pixels = self._processor(images=frame, return_tensors="pt").pixel_values[0]
+            # The processor wraps the array in a tensor, which must be writable (decoded video frames are not).
+            pixels = self._processor(images=frame if frame.flags.writeable else frame.copy(),
+                                     return_tensors="pt").pixel_values[0]
             self._session.add_new_frame(pixels, local)
             out = self._model(self._session, frame_idx=local)
         self._count += 1
